@@ -1,0 +1,40 @@
+# Shared helpers for the image scripts. Images are built by real tools (qemu-img, qemu-io, sfdisk,
+# mkfs), from seeded content, into images/cache/<name>/ (gitignored), and rebuilt only when the
+# script that made them changes (the stamp holds the script's sha256).
+set -euo pipefail
+IMAGES_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE_ROOT=${SNAPFERRY_IMAGE_CACHE:-$IMAGES_DIR/cache}
+
+need() {
+  for t in "$@"; do
+    command -v "$t" >/dev/null 2>&1 || { echo "images: required tool '$t' is missing (apt-get install it; see .ci/run)" >&2; exit 127; }
+  done
+}
+
+# begin NAME: sets OUT to the cache dir; exits 0 at once if the cache is current for this script.
+begin() {
+  local name=$1 script=${2:-${BASH_SOURCE[1]}}
+  OUT=$CACHE_ROOT/$name
+  local stamp; stamp=$(sha256sum "$script" "$IMAGES_DIR/lib.sh" | sha256sum | cut -c1-16)
+  if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$stamp" ]; then exit 0; fi
+  rm -rf "$OUT"; mkdir -p "$OUT"
+  STAMP=$stamp
+  trap 'rm -rf "$OUT"' ERR
+}
+
+# finish: marks the cache current.
+finish() { echo "$STAMP" > "$OUT/.stamp"; trap - ERR; }
+
+# seeded SEED BYTES: deterministic pseudo-random bytes on stdout (AES-CTR keystream of the seed).
+seeded() {
+  local key; key=$(printf '%032x' "$1")
+  head -c "$2" < <(openssl enc -aes-128-ctr -K "$key" -iv 00000000000000000000000000000000 -nosalt < /dev/zero 2>/dev/null)
+}
+
+# qio IMAGE FORMAT CMD...: qemu-io writes, e.g. qio d.vmdk vmdk "write -P 0x5a 1M 64k"
+qio() {
+  local img=$1 fmt=$2; shift 2
+  local args=()
+  for c in "$@"; do args+=(-c "$c"); done
+  qemu-io -f "$fmt" "${args[@]}" "$img" >/dev/null
+}
