@@ -38,3 +38,17 @@ qio() {
   for c in "$@"; do args+=(-c "$c"); done
   qemu-io -f "$fmt" "${args[@]}" "$img" >/dev/null
 }
+
+# delta_vmdk OLD_RAW NEW_RAW PARENT CHILD: a monolithicSparse child of PARENT holding exactly the
+# 64 KiB clusters where NEW_RAW differs from OLD_RAW (qemu cannot rebase VMDKs, so qemu-io writes them).
+delta_vmdk() {
+  local old=$1 new=$2 parent=$3 child=$4 tmp; tmp=$(mktemp)
+  qemu-img create -q -f vmdk -b "$(basename "$parent")" -F vmdk "$child"
+  local cmds=()
+  while read -r off len; do
+    dd if="$new" of="$tmp.$off" bs=64K skip=$((off / 65536)) count=$((len / 65536 + 1)) status=none
+    cmds+=("write -q -s $tmp.$off $off $len")
+  done < <(node "$IMAGES_DIR/diff-ranges.mjs" "$old" "$new")
+  [ ${#cmds[@]} -eq 0 ] || qio "$child" vmdk "${cmds[@]}"
+  rm -f "$tmp" "$tmp".*
+}

@@ -1,0 +1,115 @@
+/**
+ * The snapferry command line: parse arguments, call the layers, print. Nothing here knows a byte
+ * of any format.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ExitCode, UsageError } from '../util/errors.js';
+import { printError } from './output.js';
+import { inspectCommand } from './inspect.js';
+import { exportCommand } from './export.js';
+
+/** package.json's version, found upward from this file (src/cli/ when run from source, dist/src/cli/ when built). */
+function packageVersion(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++, dir = dirname(dir)) {
+    const p = join(dir, 'package.json');
+    if (existsSync(p)) return (JSON.parse(readFileSync(p, 'utf8')) as { version: string }).version;
+  }
+  return 'unknown';
+}
+const version = packageVersion();
+
+export const HELP = `snapferry ${version}: read VM snapshot disks in userspace, read-only, always.
+
+Usage:
+  snapferry inspect DISK... [--json]      the chain, capacity, allocation and volumes of each disk
+  snapferry export DISK OUT [--force]     the resolved disk as a raw image (sparse; '-' for stdout)
+  snapferry --help | --version
+
+DISK is a raw image, a block device (/dev/sdX), a VMDK (descriptor or sparse file; the top of a
+delta chain: its parents are found through parentFileNameHint), or a VM's .vmx (its present disks).
+
+Options:
+  --json                  machine-readable output on stdout (errors too: {"error":{code,message,data}})
+  --ignore-cid-mismatch   accept a delta whose parentCID differs from its parent's CID
+  --max-chain-depth N     refuse chains deeper than N (default 64)
+  --cache-mib N           byte budget of the grain caches, in MiB (default 64)
+  --force                 export: overwrite OUT if it exists (never one of the source's files)
+  --progress / --no-progress   export: a progress bar (default: only when stderr is a terminal)
+
+Exit codes:
+  0 success   1 failure   2 usage error   3 source not found   4 corrupt input
+  5 unsupported format   6 chain error (missing parent, CID mismatch, cycle, too deep)
+  130 interrupted
+
+Examples:
+  snapferry inspect vm1/vm1.vmx
+  snapferry inspect --json vm1/vm1-000002.vmdk
+  snapferry export vm1/vm1-000002.vmdk /backup/vm1.raw
+`;
+
+const options = {
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'V' },
+  'ignore-cid-mismatch': { type: 'boolean' },
+  'max-chain-depth': { type: 'string' },
+  'cache-mib': { type: 'string' },
+  force: { type: 'boolean', short: 'f' },
+  progress: { type: 'boolean' },
+  'no-progress': { type: 'boolean' },
+} satisfies ParseArgsConfig['options'];
+
+export interface CommonOptions {
+  json: boolean;
+  ignoreCidMismatch: boolean;
+  maxChainDepth: number;
+  cacheBytes: number;
+}
+
+function intOption(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new UsageError(`--${name} takes an integer from ${min} to ${max}, not '${raw}'`);
+  return n;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const wantsJson = argv.includes('--json');
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    if (values.version) {
+      process.stdout.write(`${version}\n`);
+      return ExitCode.ok;
+    }
+    const [command, ...rest] = positionals;
+    if (values.help || !command || command === 'help') {
+      process.stdout.write(HELP);
+      return command || values.help ? ExitCode.ok : ExitCode.usage;
+    }
+    const common: CommonOptions = {
+      json: values.json === true,
+      ignoreCidMismatch: values['ignore-cid-mismatch'] === true,
+      maxChainDepth: intOption('max-chain-depth', values['max-chain-depth'], 64, 1, 4096),
+      cacheBytes: intOption('cache-mib', values['cache-mib'], 64, 1, 65536) * 1024 * 1024,
+    };
+    switch (command) {
+      case 'inspect':
+        if (rest.length === 0) throw new UsageError('inspect needs at least one DISK');
+        return await inspectCommand(rest, common);
+      case 'export': {
+        if (rest.length !== 2) throw new UsageError('export takes DISK and OUT');
+        const progress = values['no-progress'] ? false : values.progress ? true : process.stderr.isTTY === true;
+        return await exportCommand(rest[0]!, rest[1]!, { ...common, force: values.force === true, progress });
+      }
+      default:
+        throw new UsageError(`unknown command '${command}' (see snapferry --help)`);
+    }
+  } catch (err) {
+    const e = printError(err instanceof TypeError && (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS') ? new UsageError(err.message) : err, wantsJson);
+    return e.exitCode;
+  }
+}

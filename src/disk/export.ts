@@ -1,0 +1,175 @@
+/**
+ * Writes a Disk out as a raw image. To a regular file the output is sparse: ranges no layer holds,
+ * known-zero ranges and all-zero blocks become holes (ftruncate sets the size). Reads run one chunk
+ * ahead of writes so that the source and the destination are busy at the same time.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import type { Writable } from 'node:stream';
+import type { AllocRange, Disk } from './types.js';
+import { MiB } from '../util/bounded.js';
+import { SnapferryError, ExitCode } from '../util/errors.js';
+
+export interface ExportProgress {
+  done: number;
+  total: number;
+  written: number;
+}
+
+export interface ExportOptions {
+  /** Bytes per read; a multiple of the zero-detection block. */
+  chunkBytes?: number;
+  onProgress?: (p: ExportProgress) => void;
+  signal?: AbortSignal;
+}
+
+export interface ExportResult {
+  size: number;
+  /** Bytes actually written (the rest are holes). */
+  written: number;
+  ranges: { data: number; zero: number; unallocated: number };
+}
+
+const ZERO_BLOCK = 64 * 1024;
+const zeros = Buffer.alloc(ZERO_BLOCK);
+
+interface Sink {
+  write(buf: Buffer, position: number): Promise<void>;
+  /** For a stream sink, holes must be written as zeros. */
+  readonly sparse: boolean;
+  finish(size: number): Promise<void>;
+}
+
+function fileSink(fh: FileHandle, isRegular: boolean): Sink {
+  return {
+    sparse: isRegular,
+    async write(buf, position) {
+      let done = 0;
+      while (done < buf.length) {
+        const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
+        done += bytesWritten;
+      }
+    },
+    async finish(size) {
+      if (isRegular) await fh.truncate(size);
+      await fh.close();
+    },
+  };
+}
+
+function streamSink(stream: Writable): Sink {
+  return {
+    sparse: false,
+    write(buf) {
+      return new Promise((resolve, reject) => {
+        stream.write(buf, (err) => (err ? reject(err) : resolve()));
+      });
+    },
+    async finish() {},
+  };
+}
+
+function summarize(map: AllocRange[]): ExportResult['ranges'] {
+  const r = { data: 0, zero: 0, unallocated: 0 };
+  for (const a of map) r[a.state] += a.length;
+  return r;
+}
+
+/** Exports to a path (created; must not exist unless `overwrite`) or to a writable stream. */
+export async function exportRaw(disk: Disk, out: string | Writable, opts: ExportOptions & { overwrite?: boolean } = {}): Promise<ExportResult> {
+  let sink: Sink;
+  if (typeof out === 'string') {
+    const flags = constants.O_WRONLY | constants.O_CREAT | (opts.overwrite ? 0 : constants.O_EXCL);
+    let fh: FileHandle;
+    try {
+      fh = await open(out, flags, 0o644);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new SnapferryError('E_EXPORT_EXISTS', `${out} exists; pass --force to overwrite it`, { path: out }, ExitCode.usage);
+      throw err;
+    }
+    const st = await fh.stat();
+    if (st.isFile()) await fh.truncate(0);
+    sink = fileSink(fh, st.isFile());
+  } else {
+    sink = streamSink(out);
+  }
+
+  const chunk = Math.max(ZERO_BLOCK, Math.floor((opts.chunkBytes ?? 4 * MiB) / ZERO_BLOCK) * ZERO_BLOCK);
+  const map = await disk.allocation();
+  const result: ExportResult = { size: disk.size, written: 0, ranges: summarize(map) };
+  let done = 0;
+  let lastProgress = 0;
+  const report = (force = false) => {
+    const now = Date.now();
+    if (opts.onProgress && (force || now - lastProgress > 200)) {
+      lastProgress = now;
+      opts.onProgress({ done, total: disk.size, written: result.written });
+    }
+  };
+
+  // The work list: data ranges cut into chunks; holes only matter to a stream sink.
+  type Piece = { offset: number; length: number; hole: boolean };
+  const pieces: Piece[] = [];
+  for (const r of map) {
+    if (r.state !== 'data' && sink.sparse) {
+      pieces.push({ offset: r.offset, length: r.length, hole: true });
+      continue;
+    }
+    for (let o = r.offset; o < r.offset + r.length; o += chunk) {
+      pieces.push({ offset: o, length: Math.min(chunk, r.offset + r.length - o), hole: r.state !== 'data' });
+    }
+  }
+
+  const buffers = [Buffer.allocUnsafe(chunk), Buffer.allocUnsafe(chunk)];
+  const readPiece = async (p: Piece, i: number): Promise<Buffer> => {
+    if (p.hole && sink.sparse) return buffers[i % 2]!.subarray(0, 0);
+    const buf = buffers[i % 2]!.subarray(0, p.length);
+    if (p.hole) buf.fill(0);
+    else await disk.readInto(buf, p.offset);
+    return buf;
+  };
+
+  try {
+    let next: Promise<Buffer> | null = pieces.length ? readPiece(pieces[0]!, 0) : null;
+    for (let i = 0; i < pieces.length; i++) {
+      if (opts.signal?.aborted) throw new SnapferryError('E_INTERRUPTED', 'export interrupted', {}, ExitCode.interrupted);
+      const p = pieces[i]!;
+      const buf = await next!;
+      // Skipping holes needs no read of the next piece; writing this one overlaps the next read.
+      next = i + 1 < pieces.length ? readPiece(pieces[i + 1]!, i + 1) : null;
+      if (p.hole && sink.sparse) {
+        done += p.length;
+        report();
+        continue;
+      }
+      if (!sink.sparse) {
+        await sink.write(buf, p.offset);
+        result.written += buf.length;
+      } else {
+        // Write runs of non-zero 64 KiB blocks; all-zero blocks become holes.
+        let runStart = -1;
+        for (let b = 0; b <= buf.length; b += ZERO_BLOCK) {
+          const isZero = b < buf.length && buf.subarray(b, b + ZERO_BLOCK).equals(zeros.subarray(0, Math.min(ZERO_BLOCK, buf.length - b)));
+          if (b < buf.length && !isZero) {
+            if (runStart < 0) runStart = b;
+            continue;
+          }
+          if (runStart >= 0) {
+            const end = Math.min(b, buf.length);
+            await sink.write(buf.subarray(runStart, end), p.offset + runStart);
+            result.written += end - runStart;
+            runStart = -1;
+          }
+        }
+      }
+      done += p.length;
+      report();
+    }
+    await sink.finish(disk.size);
+  } catch (err) {
+    await sink.finish(disk.size).catch(() => {});
+    throw err;
+  }
+  report(true);
+  return result;
+}
