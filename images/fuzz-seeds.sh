@@ -2,7 +2,7 @@
 # Small real images for the disk fuzzer (test/fuzz/disk-fuzz.ts): every kind of VMDK, a chain, split
 # and flat descriptors, GPT and MBR tables; seeds.json lists each seed's files and its top.
 source "$(dirname "$0")/lib.sh"
-begin fuzz-seeds "$0"
+begin fuzz-seeds "$IMAGES_DIR/gen-cowd.ts" "$IMAGES_DIR/gen-sesparse.ts"
 need qemu-img qemu-io sfdisk
 cd "$OUT"
 data() { seeded "$1" "$2" > "$3"; }
@@ -26,6 +26,16 @@ mk gpt; truncate -s 2M gpt/d.raw
 printf 'label: gpt\nstart=34, size=1000\nstart=1034, size=1000, name="two"\nstart=2048, size=1000\n' | sfdisk -q gpt/d.raw
 mk mbr; truncate -s 2M mbr/d.raw
 printf 'label: dos\nstart=1, size=500, type=83\nstart=600, size=3000, type=5\nstart=602, size=500, type=7\nstart=1200, size=500, type=83\nstart=1800, size=800, type=b\n' | sfdisk -q mbr/d.raw
+# COWD (vmfsSparse) and seSparse deltas over a flat base, written from the spec by our generators
+TSX="$IMAGES_DIR/../node_modules/.bin/tsx"
+for kind in cowd sesparse; do
+  mk $kind; qemu-img create -q -f vmdk -o subformat=monolithicFlat $kind/base.vmdk 2M
+  seeded 71 1M | dd of=$kind/base-flat.vmdk conv=notrunc status=none
+done
+"$TSX" "$IMAGES_DIR/gen-cowd.ts" --dir cowd --name snap1 --parent base.vmdk --sectors 4096 --grain 1 --seed 72 --runs 0:8,100:30,4000:96
+"$TSX" "$IMAGES_DIR/gen-cowd.ts" --dir cowd --name d --parent snap1.vmdk --sectors 4096 --grain 16 --seed 73 --runs 1:2,100:40
+"$TSX" "$IMAGES_DIR/gen-sesparse.ts" --dir sesparse --name snap1 --parent base.vmdk --sectors 4096 --seed 74 --runs 0:8,100:30,400:96
+"$TSX" "$IMAGES_DIR/gen-sesparse.ts" --dir sesparse --name d --parent snap1.vmdk --sectors 4096 --seed 75 --runs 1:2,300:40,500:12
 
 # seeds.json: every file of each seed; text files are descriptors
 node -e '

@@ -11,11 +11,12 @@ need() {
   done
 }
 
-# begin NAME: sets OUT to the cache dir; exits 0 at once if the cache is current for this script.
+# begin NAME [FILE...]: sets OUT to the cache dir; exits 0 at once if the cache is current. The stamp
+# is the content hash of the calling script, lib.sh and any FILE (generators, structs they encode).
 begin() {
-  local name=$1 script=${2:-${BASH_SOURCE[1]}}
+  local name=$1; shift
   OUT=$CACHE_ROOT/$name
-  local stamp; stamp=$(sha256sum "$script" "$IMAGES_DIR/lib.sh" | sha256sum | cut -c1-16)
+  local stamp; stamp=$(cat "${BASH_SOURCE[1]}" "$IMAGES_DIR/lib.sh" "$@" | sha256sum | cut -c1-16)
   if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$stamp" ]; then exit 0; fi
   rm -rf "$OUT"; mkdir -p "$OUT"
   STAMP=$stamp
