@@ -6,7 +6,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import type { Writable } from 'node:stream';
-import type { AllocRange, Disk } from './types.js';
+import type { Disk } from './types.js';
 import { MiB } from '../util/bounded.js';
 import { SnapferryError, ExitCode } from '../util/errors.js';
 
@@ -31,6 +31,8 @@ export interface ExportResult {
 }
 
 const ZERO_BLOCK = 64 * 1024;
+/** The allocation map is asked for one window at a time. */
+const WINDOW = 1024 * MiB;
 const zeros = Buffer.alloc(ZERO_BLOCK);
 
 interface Sink {
@@ -69,12 +71,6 @@ function streamSink(stream: Writable): Sink {
   };
 }
 
-function summarize(map: AllocRange[]): ExportResult['ranges'] {
-  const r = { data: 0, zero: 0, unallocated: 0 };
-  for (const a of map) r[a.state] += a.length;
-  return r;
-}
-
 /** Exports to a path (created; must not exist unless `overwrite`) or to a writable stream. */
 export async function exportRaw(disk: Disk, out: string | Writable, opts: ExportOptions & { overwrite?: boolean } = {}): Promise<ExportResult> {
   let sink: Sink;
@@ -95,8 +91,7 @@ export async function exportRaw(disk: Disk, out: string | Writable, opts: Export
   }
 
   const chunk = Math.max(ZERO_BLOCK, Math.floor((opts.chunkBytes ?? 4 * MiB) / ZERO_BLOCK) * ZERO_BLOCK);
-  const map = await disk.allocation();
-  const result: ExportResult = { size: disk.size, written: 0, ranges: summarize(map) };
+  const result: ExportResult = { size: disk.size, written: 0, ranges: { data: 0, zero: 0, unallocated: 0 } };
   let done = 0;
   let lastProgress = 0;
   const report = (force = false) => {
@@ -107,36 +102,43 @@ export async function exportRaw(disk: Disk, out: string | Writable, opts: Export
     }
   };
 
-  // The work list: data ranges cut into chunks; holes only matter to a stream sink.
+  // The work list, one window of the disk at a time so that memory stays bounded whatever the
+  // disk's size or fragmentation: data ranges cut into chunks; holes only matter to a stream sink.
   type Piece = { offset: number; length: number; hole: boolean };
-  const pieces: Piece[] = [];
-  for (const r of map) {
-    if (r.state !== 'data' && sink.sparse) {
-      pieces.push({ offset: r.offset, length: r.length, hole: true });
-      continue;
-    }
-    for (let o = r.offset; o < r.offset + r.length; o += chunk) {
-      pieces.push({ offset: o, length: Math.min(chunk, r.offset + r.length - o), hole: r.state !== 'data' });
+  async function* pieces(): AsyncGenerator<Piece> {
+    for (let w = 0; w < disk.size; w += WINDOW) {
+      for (const r of await disk.allocation(w, Math.min(WINDOW, disk.size - w))) {
+        result.ranges[r.state] += r.length;
+        if (r.state !== 'data' && sink.sparse) {
+          yield { offset: r.offset, length: r.length, hole: true };
+          continue;
+        }
+        for (let o = r.offset; o < r.offset + r.length; o += chunk) {
+          yield { offset: o, length: Math.min(chunk, r.offset + r.length - o), hole: r.state !== 'data' };
+        }
+      }
     }
   }
 
   const buffers = [Buffer.allocUnsafe(chunk), Buffer.allocUnsafe(chunk)];
-  const readPiece = async (p: Piece, i: number): Promise<Buffer> => {
-    if (p.hole && sink.sparse) return buffers[i % 2]!.subarray(0, 0);
-    const buf = buffers[i % 2]!.subarray(0, p.length);
+  let turn = 0;
+  const readPiece = async (p: Piece): Promise<{ p: Piece; buf: Buffer }> => {
+    const buf = buffers[turn++ % 2]!.subarray(0, p.hole && sink.sparse ? 0 : p.length);
     if (p.hole) buf.fill(0);
     else await disk.readInto(buf, p.offset);
-    return buf;
+    return { p, buf };
   };
 
   try {
-    let next: Promise<Buffer> | null = pieces.length ? readPiece(pieces[0]!, 0) : null;
-    for (let i = 0; i < pieces.length; i++) {
+    const it = pieces();
+    const first = await it.next();
+    let next: Promise<{ p: Piece; buf: Buffer }> | null = first.done ? null : readPiece(first.value);
+    while (next) {
       if (opts.signal?.aborted) throw new SnapferryError('E_INTERRUPTED', 'export interrupted', {}, ExitCode.interrupted);
-      const p = pieces[i]!;
-      const buf = await next!;
-      // Skipping holes needs no read of the next piece; writing this one overlaps the next read.
-      next = i + 1 < pieces.length ? readPiece(pieces[i + 1]!, i + 1) : null;
+      const { p, buf } = await next;
+      // Writing this piece overlaps the read of the next one (the other buffer).
+      const following = await it.next();
+      next = following.done ? null : readPiece(following.value);
       if (p.hole && sink.sparse) {
         done += p.length;
         report();
