@@ -16,6 +16,8 @@ need() {
 begin() {
   local name=$1; shift
   OUT=$CACHE_ROOT/$name
+  # tap runs test files in parallel and several may ask for one image: one builds, the others wait.
+  mkdir -p "$CACHE_ROOT"; exec 9>"$CACHE_ROOT/.$name.lock"; flock 9
   local stamp; stamp=$(cat "${BASH_SOURCE[1]}" "$IMAGES_DIR/lib.sh" "$@" | sha256sum | cut -c1-16)
   if [ -f "$OUT/.stamp" ] && [ "$(cat "$OUT/.stamp")" = "$stamp" ]; then exit 0; fi
   rm -rf "$OUT"; mkdir -p "$OUT"
