@@ -33,7 +33,7 @@ function render(r: DiskReport): string {
   lines.push(`  chain (top first, ${r.chain.length} file${r.chain.length === 1 ? '' : 's'}):`);
   lines.push(
     table(
-      r.chain.map((m, i) => [`${i}`, m.kind, m.cid ? `CID ${m.cid}` : '', m.parentCid ? `parent ${m.parentCid}` : '', m.path]),
+      r.chain.map((m, i) => [`${i}`, m.kind, m.cid ? `CID ${m.cid}` : '', m.parentCid && m.parentCid !== 'ffffffff' ? `parent ${m.parentCid}` : 'base', m.path]),
       '    ',
     ),
   );
