@@ -4,9 +4,6 @@
 # Order matters in a chain: qemu rewrites a VMDK's CID on its first write, so a parent is never
 # written after its child was created (the child's parentCID would no longer match).
 source "$(dirname "$0")/lib.sh"
-# Test files run in parallel and each asks for these images: one builds, the others wait for it
-# (begin's rm -rf would otherwise pull the directory from under a build in progress).
-mkdir -p "$CACHE_ROOT"; exec 9>"$CACHE_ROOT/.vmdk-chains.lock"; flock 9
 begin vmdk-chains
 need qemu-img qemu-io openssl flock
 cd "$OUT"
