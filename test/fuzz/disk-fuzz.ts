@@ -75,12 +75,12 @@ export async function runDiskFuzz(opts: FuzzOptions): Promise<FuzzReport> {
   let next = 0;
   while (next < opts.cases) {
     next = await new Promise<number>((resolve, reject) => {
-      const worker = new Worker(fileURLToPath(import.meta.url), {
+      const worker = new Worker(fileURLToPath(new URL('./worker.mjs', import.meta.url)), {
         workerData: { seedDir: opts.seedDir, seeds, from: next, to: opts.cases, rngSeed: opts.rngSeed ?? 1 },
-        execArgv: ['--import', 'tsx'],
         resourceLimits: { maxOldGenerationSizeMb: 1024 },
       });
       let current = next;
+      let started = false;
       let timer: NodeJS.Timeout | undefined;
       const arm = () => {
         clearTimeout(timer);
@@ -93,6 +93,7 @@ export async function runDiskFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       };
       worker.on('message', (m: WorkerMsg) => {
         if (m.t === 'start') {
+          started = true;
           current = m.caseNo;
           arm();
         } else if (m.t === 'done') {
@@ -114,13 +115,14 @@ export async function runDiskFuzz(opts: FuzzOptions): Promise<FuzzReport> {
       });
       worker.on('error', (err) => {
         clearTimeout(timer);
+        // A worker that never started a case is broken, not a finding.
+        if (!started) return reject(err);
         // The worker itself died (out of memory in the isolate): that case is a memory finding.
         report.cases++;
         report.findings.push({ caseNo: current, seed: '?', kind: 'memory', detail: String(err) });
         resolve(current + 1);
       });
       worker.on('exit', () => clearTimeout(timer));
-      void reject;
     });
   }
   report.seconds = (Date.now() - started) / 1000;
