@@ -17,7 +17,8 @@ best() { # best CMD... -> "seconds maxrss_kb" of the fastest of $runs runs
   local b="" m=0
   for _ in $(seq "$runs"); do
     rm -f "$tmp/out.raw"
-    local r; r=$( { /usr/bin/time -f '%e %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
+    /usr/bin/time -o "$tmp/time" -f '%e %M' "$@" >/dev/null 2>&1
+    local r; r=$(tail -1 "$tmp/time")
     local s=${r% *} k=${r#* }
     if [ -z "$b" ] || awk "BEGIN{exit !($s < $b)}"; then b=$s; fi
     [ "$k" -gt "$m" ] && m=$k

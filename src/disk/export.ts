@@ -1,7 +1,7 @@
 /**
  * Writes a Disk out as a raw image. To a regular file the output is sparse: ranges no layer holds,
- * known-zero ranges and all-zero blocks become holes (ftruncate sets the size). Reads run one chunk
- * ahead of writes so that the source and the destination are busy at the same time.
+ * known-zero ranges and all-zero blocks become holes (ftruncate sets the size). To a file, four pieces are in
+ * flight at once; to a stream, the next piece is read while this one is written.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
@@ -33,6 +33,8 @@ export interface ExportResult {
 const ZERO_BLOCK = 64 * 1024;
 /** The allocation map is asked for one window at a time. */
 const WINDOW = 1024 * MiB;
+/** Pieces in flight when writing a file (libuv runs 4 I/O threads by default). */
+const FILE_LANES = 4;
 const zeros = Buffer.alloc(ZERO_BLOCK);
 
 interface Sink {
@@ -120,52 +122,69 @@ export async function exportRaw(disk: Disk, out: string | Writable, opts: Export
     }
   }
 
-  const buffers = [Buffer.allocUnsafe(chunk), Buffer.allocUnsafe(chunk)];
-  let turn = 0;
-  const readPiece = async (p: Piece): Promise<{ p: Piece; buf: Buffer }> => {
-    const buf = buffers[turn++ % 2]!.subarray(0, p.hole && sink.sparse ? 0 : p.length);
-    if (p.hole) buf.fill(0);
-    else await disk.readInto(buf, p.offset);
-    return { p, buf };
+  const checkAbort = () => {
+    if (opts.signal?.aborted) throw new SnapferryError('E_INTERRUPTED', 'export interrupted', {}, ExitCode.interrupted);
+  };
+
+  /** Writes the runs of non-zero 64 KiB blocks of `buf`; all-zero blocks become holes. */
+  const writeNonZero = async (buf: Buffer, offset: number) => {
+    let runStart = -1;
+    for (let b = 0; b <= buf.length; b += ZERO_BLOCK) {
+      const isZero = b < buf.length && buf.subarray(b, b + ZERO_BLOCK).equals(zeros.subarray(0, Math.min(ZERO_BLOCK, buf.length - b)));
+      if (b < buf.length && !isZero) {
+        if (runStart < 0) runStart = b;
+        continue;
+      }
+      if (runStart >= 0) {
+        const end = Math.min(b, buf.length);
+        await sink.write(buf.subarray(runStart, end), offset + runStart);
+        result.written += end - runStart;
+        runStart = -1;
+      }
+    }
   };
 
   try {
     const it = pieces();
-    const first = await it.next();
-    let next: Promise<{ p: Piece; buf: Buffer }> | null = first.done ? null : readPiece(first.value);
-    while (next) {
-      if (opts.signal?.aborted) throw new SnapferryError('E_INTERRUPTED', 'export interrupted', {}, ExitCode.interrupted);
-      const { p, buf } = await next;
-      // Writing this piece overlaps the read of the next one (the other buffer).
-      const following = await it.next();
-      next = following.done ? null : readPiece(following.value);
-      if (p.hole && sink.sparse) {
-        done += p.length;
-        report();
-        continue;
-      }
-      if (!sink.sparse) {
-        await sink.write(buf, p.offset);
-        result.written += buf.length;
-      } else {
-        // Write runs of non-zero 64 KiB blocks; all-zero blocks become holes.
-        let runStart = -1;
-        for (let b = 0; b <= buf.length; b += ZERO_BLOCK) {
-          const isZero = b < buf.length && buf.subarray(b, b + ZERO_BLOCK).equals(zeros.subarray(0, Math.min(ZERO_BLOCK, buf.length - b)));
-          if (b < buf.length && !isZero) {
-            if (runStart < 0) runStart = b;
-            continue;
+    if (sink.sparse) {
+      // A file: several pieces in flight at once (each with its own buffer), written where they
+      // belong in whatever order they finish; the async generator hands pieces out one at a time.
+      const lane = async (buffer: Buffer) => {
+        for (let n = await it.next(); !n.done; n = await it.next()) {
+          checkAbort();
+          const p = n.value;
+          if (!p.hole) {
+            const buf = buffer.subarray(0, p.length);
+            await disk.readInto(buf, p.offset);
+            await writeNonZero(buf, p.offset);
           }
-          if (runStart >= 0) {
-            const end = Math.min(b, buf.length);
-            await sink.write(buf.subarray(runStart, end), p.offset + runStart);
-            result.written += end - runStart;
-            runStart = -1;
-          }
+          done += p.length;
+          report();
         }
+      };
+      await Promise.all(Array.from({ length: FILE_LANES }, () => lane(Buffer.allocUnsafe(chunk))));
+    } else {
+      // A stream: bytes in order, the next piece read while this one is written.
+      const buffers = [Buffer.allocUnsafe(chunk), Buffer.allocUnsafe(chunk)];
+      let turn = 0;
+      const readPiece = async (p: Piece): Promise<Buffer> => {
+        const buf = buffers[turn++ % 2]!.subarray(0, p.length);
+        if (p.hole) buf.fill(0);
+        else await disk.readInto(buf, p.offset);
+        return buf;
+      };
+      let n = await it.next();
+      let pending = n.done ? null : readPiece(n.value);
+      while (pending) {
+        checkAbort();
+        const buf = await pending;
+        n = await it.next();
+        pending = n.done ? null : readPiece(n.value);
+        await sink.write(buf, 0);
+        result.written += buf.length;
+        done += buf.length;
+        report();
       }
-      done += p.length;
-      report();
     }
     await sink.finish(disk.size);
   } catch (err) {

@@ -6,10 +6,10 @@ import t from 'tap';
 import { image } from '../helpers/images.js';
 import { runDiskFuzz } from '../fuzz/disk-fuzz.js';
 
-t.test('3,000 mutated images end in data or a typed error, none hangs or crashes', async (t) => {
+t.test('10,000 mutated images end in data or a typed error, none hangs or crashes', async (t) => {
   const seedDir = image('fuzz-seeds');
-  const report = await runDiskFuzz({ seedDir, cases: 3000, rngSeed: 20261125, caseTimeoutMs: 5000 });
-  t.equal(report.cases, 3000, 'every case ran');
+  const report = await runDiskFuzz({ seedDir, cases: 10_000, rngSeed: 20261125, caseTimeoutMs: 5000 });
+  t.equal(report.cases, 10_000, 'every case ran');
   t.same(report.findings, [], 'no crash, hang or memory finding');
   // The fuzzer must actually reach the parsers: both outcomes occur, and several error codes.
   t.ok(report.outcomes.data > 100, `${report.outcomes.data} cases gave data`);
