@@ -36,6 +36,7 @@ Options:
   --json                  machine-readable output on stdout (errors too: {"error":{code,message,data}})
   --ignore-cid-mismatch   accept a delta whose parentCID differs from its parent's CID
   --max-chain-depth N     refuse chains deeper than N (default 64)
+  --allow-external-extents  accept VMDK extent names that are absolute or contain '..'
   --cache-mib N           byte budget of the grain caches, in MiB (default 64)
   --force                 export: overwrite OUT if it exists (never one of the source's files)
   --progress / --no-progress   export: a progress bar (default: only when stderr is a terminal)
@@ -56,6 +57,7 @@ const options = {
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'V' },
   'ignore-cid-mismatch': { type: 'boolean' },
+  'allow-external-extents': { type: 'boolean' },
   'max-chain-depth': { type: 'string' },
   'cache-mib': { type: 'string' },
   force: { type: 'boolean', short: 'f' },
@@ -66,6 +68,7 @@ const options = {
 export interface CommonOptions {
   json: boolean;
   ignoreCidMismatch: boolean;
+  allowExternalExtents: boolean;
   maxChainDepth: number;
   cacheBytes: number;
 }
@@ -93,6 +96,7 @@ export async function main(argv: string[]): Promise<number> {
     const common: CommonOptions = {
       json: values.json === true,
       ignoreCidMismatch: values['ignore-cid-mismatch'] === true,
+      allowExternalExtents: values['allow-external-extents'] === true,
       maxChainDepth: intOption('max-chain-depth', values['max-chain-depth'], 64, 1, 4096),
       cacheBytes: intOption('cache-mib', values['cache-mib'], 64, 1, 65536) * 1024 * 1024,
     };

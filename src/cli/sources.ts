@@ -26,7 +26,7 @@ export async function expandSources(args: string[]): Promise<NamedSource[]> {
 }
 
 export function diskOptions(o: CommonOptions): OpenDiskOptions {
-  return { cacheBytes: o.cacheBytes, ignoreCidMismatch: o.ignoreCidMismatch, maxChainDepth: o.maxChainDepth };
+  return { cacheBytes: o.cacheBytes, ignoreCidMismatch: o.ignoreCidMismatch, maxChainDepth: o.maxChainDepth, allowExternalExtents: o.allowExternalExtents };
 }
 
 export async function withDisk<T>(path: string, o: CommonOptions, fn: (disk: Disk) => Promise<T>): Promise<T> {

@@ -72,7 +72,7 @@ function decodeDescriptor(bytes: Buffer, path: string): VmdkDescriptor {
  * Opens one member from its already-open source, detecting its kind. Takes ownership of `source`:
  * it ends up owned by the returned layer, or closed.
  */
-export async function openMember(source: ByteSource, opts: { opener: Opener; cacheBytes?: number }): Promise<OpenedMember> {
+export async function openMember(source: ByteSource, opts: { opener: Opener; cacheBytes?: number; allowExternalExtents?: boolean }): Promise<OpenedMember> {
   const path = source.path;
   const cache = opts.cacheBytes === undefined ? {} : { cacheBytes: opts.cacheBytes };
   let head: Buffer;
@@ -128,7 +128,7 @@ export async function openMember(source: ByteSource, opts: { opener: Opener; cac
       // A standalone descriptor holds no sectors: its extents are other files.
       await source.close().catch(() => undefined);
     }
-    const layer = await VmdkLayer.open(descriptor, { opener: opts.opener, ...cache });
+    const layer = await VmdkLayer.open(descriptor, { opener: opts.opener, allowExternalExtents: opts.allowExternalExtents === true, ...cache });
     const member: ChainMember = {
       path,
       kind: descriptor.createType,
@@ -179,7 +179,7 @@ export async function openChain(topPath: string, opts: OpenDiskOptions = {}): Pr
   if (!Number.isInteger(maxDepth) || maxDepth < 1 || maxDepth > MAX_CHAIN_DEPTH_LIMIT) {
     throw new UsageError(`maxChainDepth must be an integer from 1 to ${MAX_CHAIN_DEPTH_LIMIT}`, { value: String(maxDepth) });
   }
-  const memberOpts = { opener, ...(opts.cacheBytes === undefined ? {} : { cacheBytes: opts.cacheBytes }) };
+  const memberOpts = { opener, allowExternalExtents: opts.allowExternalExtents === true, ...(opts.cacheBytes === undefined ? {} : { cacheBytes: opts.cacheBytes }) };
   const layers: DiskLayer[] = [];
   const chain: ChainMember[] = [];
   const seen = new Map<string, string>();
@@ -224,6 +224,14 @@ export async function openChain(topPath: string, opts: OpenDiskOptions = {}): Pr
       const opened = await openMember(source, memberOpts);
       layers.push(opened.layer);
       chain.push(opened.member);
+      // A delta's parent is always a VMDK (qemu agrees: "backing_file must be a vmdk image"). A hint
+      // naming any other file would make us serve that file's bytes as the disk's.
+      if (child !== null && (opened.member.kind === 'raw' || opened.member.kind === 'block-device')) {
+        throw new ChainError('E_VMDK_PARENT_NOT_VMDK', `${child.path}: its parent ${path} (parentFileNameHint "${child.descriptor.parentFileNameHint}") is not a VMDK`, {
+          path,
+          child: child.path,
+        });
+      }
 
       if (child !== null && opened.descriptor !== null) {
         const want = child.descriptor.parentCid;

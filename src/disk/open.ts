@@ -17,6 +17,8 @@ export interface OpenDiskOptions {
   ignoreCidMismatch?: boolean;
   /** Refuse chains of more files than this; default 64. */
   maxChainDepth?: number;
+  /** Accept extent names that are absolute or leave the descriptor's directory (off: a hostile descriptor must not read arbitrary files). */
+  allowExternalExtents?: boolean;
 }
 
 /** Opens `path` and its chain as one read-only disk whose size is the top member's capacity. */

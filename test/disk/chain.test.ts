@@ -1,5 +1,5 @@
 import t from 'tap';
-import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { openDisk } from '../../src/disk/open.js';
@@ -73,25 +73,27 @@ t.test('a CID mismatch names both CIDs and both files; ignoreCidMismatch reads t
   copyFileSync(p('stream.vmdk'), join(d, 'stream.vmdk'));
   // Rewrite the child's parentCID in its embedded descriptor (same length, so nothing moves).
   const child = readFileSync(p('stream-child.vmdk'));
+  // qemu writes CIDs without leading zeros, so the value may be shorter than 8 digits.
   const at = child.indexOf('parentCID=') + 'parentCID='.length;
-  const wantParent = child.subarray(at, at + 8).toString('latin1');
-  child.write('deadbeef', at, 'latin1');
+  const wantParent = /^[0-9a-f]+/.exec(child.subarray(at, at + 8).toString('latin1'))![0];
+  const bogus = ['deadbeef', 'feedface'].map((c) => c.slice(0, wantParent.length)).find((c) => c !== wantParent)!;
+  child.write(bogus, at, 'latin1');
   writeFileSync(join(d, 'stream-child.vmdk'), child);
   const parentCid = /CID=([0-9a-f]+)/.exec(readFileSync(p('stream.vmdk')).subarray(0, 4096).toString('latin1'))![1]!.padStart(8, '0');
-  t.equal(parentCid, wantParent, 'the unmodified child matched its parent');
+  t.equal(parentCid, wantParent.padStart(8, '0'), 'the unmodified child matched its parent');
 
   const { opener, state } = countingOpener();
   await t.rejects(openDisk(join(d, 'stream-child.vmdk'), { opener }), {
     code: 'E_VMDK_CID_MISMATCH',
     exitCode: 6,
-    message: /deadbeef.*CID [0-9a-f]{8}/,
-    data: { child: join(d, 'stream-child.vmdk'), childParentCid: 'deadbeef', parent: join(d, 'stream.vmdk'), parentCid },
+    message: new RegExp(`${bogus.padStart(8, '0')}.*CID [0-9a-f]{8}`),
+    data: { child: join(d, 'stream-child.vmdk'), childParentCid: bogus.padStart(8, '0'), parent: join(d, 'stream.vmdk'), parentCid },
   });
   t.equal(state.closed, state.opened, 'both members closed');
 
   const disk = await openDisk(join(d, 'stream-child.vmdk'), { ignoreCidMismatch: true });
   t.teardown(() => disk.close());
-  t.same(disk.chain.map((m) => [m.parentCid, m.cid]), [['deadbeef', disk.chain[0]!.cid], ['ffffffff', parentCid]]);
+  t.same(disk.chain.map((m) => [m.parentCid, m.cid]), [[bogus.padStart(8, '0'), disk.chain[0]!.cid], ['ffffffff', parentCid]]);
   const r = await compareWithRaw(disk, qemuRaw(p('stream-child.vmdk')));
   t.same([r.mismatchAt, r.randomMismatch, r.randomReads], [null, null, 10_000], 'reads as the unmodified chain');
 });
@@ -198,4 +200,33 @@ t.test('a parentFileNameHint relative to the child resolves beside the child, wh
 
 t.test('no source file changed', async (t) => {
   t.same(await fingerprint(sources), before);
+});
+
+// A descriptor on a datastore is attacker-controlled input: it must not make the appliance serve
+// its own files (keys, /etc/shadow) as "disk data".
+t.test('attack: an extent naming an absolute path or climbing out with .. is refused', async (t) => {
+  const d = scratch(t);
+  mkdirSync(join(d, 'vm'));
+  writeFileSync(join(d, 'secret.bin'), Buffer.alloc(4096, 0x5e));
+  writeFileSync(join(d, 'vm', 'abs.vmdk'), flatDescriptor('1111', 'ffffffff', join(d, 'secret.bin'), 8));
+  writeFileSync(join(d, 'vm', 'up.vmdk'), flatDescriptor('2222', 'ffffffff', '../secret.bin', 8));
+  for (const f of ['abs.vmdk', 'up.vmdk']) {
+    const { opener, state } = countingOpener();
+    await t.rejects(openDisk(join(d, 'vm', f), { opener }), { code: 'E_VMDK_EXTENT_PATH', data: { line: 8 } }, f);
+    t.notOk(state.paths.some((p) => p.endsWith('secret.bin')), `${f}: the outside file was never opened`);
+    t.equal(state.closed, state.opened);
+  }
+  const disk = await openDisk(join(d, 'vm', 'up.vmdk'), { allowExternalExtents: true });
+  t.teardown(() => disk.close());
+  t.equal((await disk.read(0, 1))[0], 0x5e, 'the explicit opt-in reads it');
+});
+
+t.test('attack: a parentFileNameHint naming a file that is not a VMDK is refused', async (t) => {
+  const d = scratch(t);
+  writeFileSync(join(d, 'data.bin'), Buffer.alloc(4096, 1));
+  writeFileSync(join(d, 'not-a-disk.txt'), 'root:$6$secret:19000:0:99999:7:::\n'.padEnd(4096, ' '));
+  writeFileSync(join(d, 'child.vmdk'), flatDescriptor('3333', 'ffffffff', 'data.bin', 8, 'not-a-disk.txt'));
+  const { opener, state } = countingOpener();
+  await t.rejects(openDisk(join(d, 'child.vmdk'), { opener }), { code: 'E_VMDK_PARENT_NOT_VMDK', data: { path: join(d, 'not-a-disk.txt') } });
+  t.equal(state.closed, state.opened);
 });

@@ -31,6 +31,8 @@ export interface VmdkLayerOptions {
   opener: Opener;
   /** Byte budget for the grain-table caches of all of this member's sparse extents together. */
   cacheBytes?: number;
+  /** Accept extent file names that are absolute or climb out of the descriptor's directory. */
+  allowExternalExtents?: boolean;
 }
 
 /** An extent placed in the disk: [start, start + size) of the layer. */
@@ -103,6 +105,16 @@ export class VmdkLayer implements DiskLayer {
           placed.push({ descriptor: ext, path: null, start, size, layer: null });
           start += size;
           continue;
+        }
+        // VMware writes extent names relative to the descriptor, in its directory. An absolute name
+        // or one with '..' would let a descriptor on a datastore make the appliance serve any file
+        // it can read (/etc/shadow as "disk data"), so it takes an explicit opt-in.
+        if (!opts.allowExternalExtents && (isAbsolute(ext.fileName!) || ext.fileName!.split(/[\\/]/).includes('..'))) {
+          throw new UnsupportedError('E_VMDK_EXTENT_PATH', `${descriptor.path}: descriptor line ${ext.line}: extent file "${ext.fileName}" lies outside the descriptor's directory (allow with --allow-external-extents)`, {
+            path: descriptor.path,
+            line: ext.line,
+            fileName: ext.fileName!,
+          });
         }
         const path = resolveBeside(descriptor.path, ext.fileName!);
         let source: ByteSource;
