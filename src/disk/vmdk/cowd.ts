@@ -8,10 +8,10 @@
  * grains (adjacent in the disk and in the file) are read with one call.
  */
 import type { ByteSource } from '../file.js';
-import { SECTOR_SIZE, type AllocRange, type AllocState, type ByteRange, type DiskLayer } from '../types.js';
-import { checkBound, checkWithin, expectField, MiB } from '../../util/bounded.js';
+import { SECTOR_SIZE } from '../types.js';
+import { GrainedExtent, type GrainEntry } from './grained.js';
+import { checkBound, expectField, MiB } from '../../util/bounded.js';
 import { UnsupportedError } from '../../util/errors.js';
-import { ByteLru } from '../../util/lru.js';
 import {
   COWD_GT_BYTES,
   COWD_GTES_PER_GT,
@@ -32,31 +32,15 @@ export function isCowdExtent(head: Buffer): boolean {
   return head.length >= 4 && head.readUInt32LE(COWDisk_Header.magicNumber) === COWD_MAGIC;
 }
 
-/** A run of the extent in one state; for data, `file` is the byte offset in the extent file. */
-interface Segment {
-  state: AllocState;
-  offset: number;
-  length: number;
-  file: number;
-}
-
-export class CowdExtent implements DiskLayer {
-  readonly size: number;
-  private readonly grainBytes: number;
-  private readonly gtCoverageBytes: number;
-  private readonly cache: ByteLru<number, Buffer>;
-
+export class CowdExtent extends GrainedExtent {
   private constructor(
-    private readonly source: ByteSource,
+    source: ByteSource,
     readonly header: CowdHeader,
     /** The grain directory: the sector of each grain table (0 = none), numGDEntries used entries. */
     private readonly gd: Uint32Array,
     cacheBytes: number,
   ) {
-    this.size = header.numSectors * SECTOR_SIZE;
-    this.grainBytes = header.grainSize * SECTOR_SIZE;
-    this.gtCoverageBytes = this.grainBytes * COWD_GTES_PER_GT;
-    this.cache = new ByteLru(cacheBytes, (b) => b.length);
+    super(source, header.numSectors * SECTOR_SIZE, header.grainSize * SECTOR_SIZE, COWD_GTES_PER_GT, cacheBytes);
   }
 
   static async open(source: ByteSource, opts: { cacheBytes?: number } = {}): Promise<CowdExtent> {
@@ -83,7 +67,7 @@ export class CowdExtent implements DiskLayer {
   }
 
   /** The grain table for the GT coverage `index`, or null when its GDE is 0 (nothing allocated there). */
-  private async grainTable(index: number): Promise<Buffer | null> {
+  protected async grainTable(index: number): Promise<Buffer | null> {
     const sector = this.gd[index]!;
     if (sector === 0) return null;
     const cached = this.cache.get(index);
@@ -94,76 +78,15 @@ export class CowdExtent implements DiskLayer {
     return gt;
   }
 
-  /** The extent's ranges in [offset, offset+length), contiguous data grains joined into one segment. */
-  private async segments(offset: number, length: number): Promise<Segment[]> {
-    const segs: Segment[] = [];
-    let last: Segment | undefined;
-    const push = (state: AllocState, pos: number, len: number, file: number): void => {
-      if (last && last.state === state && (state !== 'data' || last.file + last.length === file)) {
-        last.length += len;
-        return;
-      }
-      last = { state, offset: pos, length: len, file };
-      segs.push(last);
-    };
-    const { grainBytes, gtCoverageBytes, size } = this;
+  protected grainEntry(gt: Buffer, grain: number, grainStart: number): GrainEntry {
+    const gte = gt.readUInt32LE((grain % COWD_GTES_PER_GT) * 4);
+    if (gte === 0) return { state: 'unallocated', file: 0 };
+    // The grain's bytes that lie within the capacity must lie within the file.
     const fileSize = this.source.size;
-    const end = offset + length;
-    let pos = offset;
-    while (pos < end) {
-      const gtIndex = Math.floor(pos / gtCoverageBytes);
-      const gtEnd = Math.min(end, (gtIndex + 1) * gtCoverageBytes);
-      const gt = await this.grainTable(gtIndex);
-      if (!gt) {
-        push('unallocated', pos, gtEnd - pos, 0);
-        pos = gtEnd;
-        continue;
-      }
-      while (pos < gtEnd) {
-        const grain = Math.floor(pos / grainBytes);
-        const grainStart = grain * grainBytes;
-        const n = Math.min(gtEnd, grainStart + grainBytes) - pos;
-        const gte = gt.readUInt32LE((grain % COWD_GTES_PER_GT) * 4);
-        if (gte === 0) {
-          push('unallocated', pos, n, 0);
-        } else {
-          // The grain's bytes that lie within the capacity must lie within the file.
-          const span = Math.min(grainBytes, size - grainStart);
-          if (gte * SECTOR_SIZE + span > fileSize) {
-            checkBound('COWD grain table', `GTE[${grain}]`, gte, Math.floor((fileSize - span) / SECTOR_SIZE), { path: this.source.path, fileSize });
-          }
-          push('data', pos, n, gte * SECTOR_SIZE + (pos - grainStart));
-        }
-        pos += n;
-      }
+    const span = Math.min(this.grainBytes, this.size - grainStart);
+    if (gte * SECTOR_SIZE + span > fileSize) {
+      checkBound('COWD grain table', `GTE[${grain}]`, gte, Math.floor((fileSize - span) / SECTOR_SIZE), { path: this.source.path, fileSize });
     }
-    return segs;
-  }
-
-  async readInto(out: Buffer, offset: number): Promise<ByteRange[]> {
-    checkWithin(this.source.path, offset, out.length, this.size);
-    const holes: ByteRange[] = [];
-    for (const s of await this.segments(offset, out.length)) {
-      if (s.state === 'data') await this.source.readInto(out, s.offset - offset, s.length, s.file);
-      else if (s.state === 'zero') out.fill(0, s.offset - offset, s.offset - offset + s.length);
-      else holes.push({ offset: s.offset, length: s.length });
-    }
-    return holes;
-  }
-
-  async allocation(offset: number, length: number): Promise<AllocRange[]> {
-    checkWithin(this.source.path, offset, length, this.size);
-    const out: AllocRange[] = [];
-    for (const s of await this.segments(offset, length)) {
-      const prev = out[out.length - 1];
-      if (prev && prev.state === s.state) prev.length += s.length; // data runs split only by file layout
-      else out.push({ offset: s.offset, length: s.length, state: s.state });
-    }
-    return out;
-  }
-
-  async close(): Promise<void> {
-    this.cache.clear();
-    await this.source.close();
+    return { state: 'data', file: gte * SECTOR_SIZE };
   }
 }

@@ -9,10 +9,10 @@
  * adjacent in the disk and in the file are read with one call.
  */
 import type { ByteSource } from '../file.js';
-import { SECTOR_SIZE, type AllocRange, type AllocState, type ByteRange, type DiskLayer } from '../types.js';
-import { checkBound, checkWithin, expectField, MiB } from '../../util/bounded.js';
+import { SECTOR_SIZE } from '../types.js';
+import { GrainedExtent, type GrainEntry } from './grained.js';
+import { checkBound, expectField, MiB } from '../../util/bounded.js';
 import { BoundExceededError, CorruptStructureError, UnsupportedError, type ErrorData } from '../../util/errors.js';
-import { ByteLru } from '../../util/lru.js';
 import {
   decodeSeSparseConstHeader,
   decodeSeSparseVolatileHeader,
@@ -60,13 +60,6 @@ export function isSeSparseExtent(head: Buffer): boolean {
 /** The const header's region fields as sector numbers (each bounded to a safe byte offset). */
 type SeSparseRegions = Record<SeSparseRegionField, number>;
 
-interface Segment {
-  state: AllocState;
-  offset: number;
-  length: number;
-  file: number;
-}
-
 function hex(v: bigint): string {
   return `0x${v.toString(16).padStart(16, '0')}`;
 }
@@ -76,16 +69,12 @@ function allZero(buf: Buffer, from: number): boolean {
   return true;
 }
 
-export class SeSparseExtent implements DiskLayer {
-  readonly size: number;
-  private readonly cache: ByteLru<number, Buffer>;
-  private readonly grainBytes = SESPARSE_GRAIN_SECTORS * SECTOR_SIZE;
-  private readonly gtCoverageBytes = SESPARSE_GRAIN_SECTORS * SECTOR_SIZE * SESPARSE_GTES_PER_GT;
+export class SeSparseExtent extends GrainedExtent {
   /** Grains in the grains area (from grains_size). */
   private readonly grainCount: number;
 
   private constructor(
-    private readonly source: ByteSource,
+    source: ByteSource,
     readonly header: SeSparseConstHeader,
     readonly volatileHeader: SeSparseVolatileHeader,
     readonly regions: SeSparseRegions,
@@ -94,9 +83,8 @@ export class SeSparseExtent implements DiskLayer {
     private readonly gd: Float64Array,
     cacheBytes: number,
   ) {
-    this.size = capacitySectors * SECTOR_SIZE;
+    super(source, capacitySectors * SECTOR_SIZE, SESPARSE_GRAIN_SECTORS * SECTOR_SIZE, SESPARSE_GTES_PER_GT, cacheBytes);
     this.grainCount = Math.floor(regions.grains_size / SESPARSE_GRAIN_SECTORS);
-    this.cache = new ByteLru(cacheBytes, (b) => b.length);
   }
 
   static async open(source: ByteSource, opts: { cacheBytes?: number } = {}): Promise<SeSparseExtent> {
@@ -165,7 +153,7 @@ export class SeSparseExtent implements DiskLayer {
     return new SeSparseExtent(source, h, vh, regions, capacitySectors, gd, opts.cacheBytes ?? DEFAULT_CACHE_BYTES);
   }
 
-  private async grainTable(index: number): Promise<Buffer | null> {
+  protected async grainTable(index: number): Promise<Buffer | null> {
     const gtIndex = this.gd[index]!;
     if (gtIndex < 0) return null;
     const cached = this.cache.get(gtIndex);
@@ -184,91 +172,32 @@ export class SeSparseExtent implements DiskLayer {
     throw new CorruptStructureError('E_SESPARSE_GTE', `seSparse grain table entry for grain ${grain} = ${value}: ${why}`, { structure: 'seSparse grain table', field: `GTE[${grain}]`, value, path: this.source.path });
   }
 
-  private async segments(offset: number, length: number): Promise<Segment[]> {
-    const segs: Segment[] = [];
-    let last: Segment | undefined;
-    const push = (state: AllocState, pos: number, len: number, file: number): void => {
-      if (last && last.state === state && (state !== 'data' || last.file + last.length === file)) {
-        last.length += len;
-        return;
-      }
-      last = { state, offset: pos, length: len, file };
-      segs.push(last);
-    };
-    const { grainBytes, gtCoverageBytes, size, grainCount } = this;
-    const fileSize = this.source.size;
+  protected grainEntry(gt: Buffer, grain: number, grainStart: number): GrainEntry {
+    const at = (grain % SESPARSE_GTES_PER_GT) * 8;
+    const lo = gt.readUInt32LE(at);
+    const hi = gt.readUInt32LE(at + 4);
+    const type = hi >>> 28;
+    if (type === SESPARSE_GTE_UNALLOCATED) {
+      if (lo !== 0 || hi !== 0) this.badGte(grain, gt, at, 'an unallocated entry must be 0');
+      return { state: 'unallocated', file: 0 };
+    }
+    if (type === SESPARSE_GTE_ZERO || type === SESPARSE_GTE_UNMAPPED) return { state: 'zero', file: 0 };
+    if (type !== SESPARSE_GTE_ALLOCATED) this.badGte(grain, gt, at, `unknown entry type ${type}`);
+    const { grainCount, grainBytes } = this;
+    // Entry bits 48..59 are the index's low 12 bits, bits 0..47 its high bits.
+    const high = (hi & 0xffff) * 0x100000000 + lo;
+    if (high >= grainCount / 4096) {
+      checkBound('seSparse grain table', `GTE[${grain}]`, BigInt(high) * 4096n + BigInt((hi >>> 16) & 0xfff), grainCount - 1, { limitFrom: 'grains_size', path: this.source.path });
+    }
+    const index = high * 4096 + ((hi >>> 16) & 0xfff);
+    checkBound('seSparse grain table', `GTE[${grain}]`, index, grainCount - 1, { limitFrom: 'grains_size', path: this.source.path });
     const grainsBase = this.regions.grains_offset * SECTOR_SIZE;
-    const end = offset + length;
-    let pos = offset;
-    while (pos < end) {
-      const gdIndex = Math.floor(pos / gtCoverageBytes);
-      const gtEnd = Math.min(end, (gdIndex + 1) * gtCoverageBytes);
-      const gt = await this.grainTable(gdIndex);
-      if (!gt) {
-        push('unallocated', pos, gtEnd - pos, 0);
-        pos = gtEnd;
-        continue;
-      }
-      while (pos < gtEnd) {
-        const grain = Math.floor(pos / grainBytes);
-        const grainStart = grain * grainBytes;
-        const n = Math.min(gtEnd, grainStart + grainBytes) - pos;
-        const at = (grain % SESPARSE_GTES_PER_GT) * 8;
-        const lo = gt.readUInt32LE(at);
-        const hi = gt.readUInt32LE(at + 4);
-        const type = hi >>> 28;
-        if (type === SESPARSE_GTE_UNALLOCATED) {
-          if (lo !== 0 || hi !== 0) this.badGte(grain, gt, at, 'an unallocated entry must be 0');
-          push('unallocated', pos, n, 0);
-        } else if (type === SESPARSE_GTE_ZERO || type === SESPARSE_GTE_UNMAPPED) {
-          push('zero', pos, n, 0);
-        } else if (type === SESPARSE_GTE_ALLOCATED) {
-          // Entry bits 48..59 are the index's low 12 bits, bits 0..47 its high bits.
-          const high = (hi & 0xffff) * 0x100000000 + lo;
-          if (high >= grainCount / 4096) {
-            checkBound('seSparse grain table', `GTE[${grain}]`, BigInt(high) * 4096n + BigInt((hi >>> 16) & 0xfff), grainCount - 1, { limitFrom: 'grains_size', path: this.source.path });
-          }
-          const index = high * 4096 + ((hi >>> 16) & 0xfff);
-          checkBound('seSparse grain table', `GTE[${grain}]`, index, grainCount - 1, { limitFrom: 'grains_size', path: this.source.path });
-          const grainPos = grainsBase + index * grainBytes;
-          const span = Math.min(grainBytes, size - grainStart);
-          if (grainPos + span > fileSize) {
-            throw new BoundExceededError('seSparse grain table', `GTE[${grain}]`, index, Math.floor((fileSize - span - grainsBase) / grainBytes), { reason: 'grain beyond the end of the file', path: this.source.path, fileSize });
-          }
-          push('data', pos, n, grainPos + (pos - grainStart));
-        } else {
-          this.badGte(grain, gt, at, `unknown entry type ${type}`);
-        }
-        pos += n;
-      }
+    const grainPos = grainsBase + index * grainBytes;
+    const span = Math.min(grainBytes, this.size - grainStart);
+    const fileSize = this.source.size;
+    if (grainPos + span > fileSize) {
+      throw new BoundExceededError('seSparse grain table', `GTE[${grain}]`, index, Math.floor((fileSize - span - grainsBase) / grainBytes), { reason: 'grain beyond the end of the file', path: this.source.path, fileSize });
     }
-    return segs;
-  }
-
-  async readInto(out: Buffer, offset: number): Promise<ByteRange[]> {
-    checkWithin(this.source.path, offset, out.length, this.size);
-    const holes: ByteRange[] = [];
-    for (const s of await this.segments(offset, out.length)) {
-      if (s.state === 'data') await this.source.readInto(out, s.offset - offset, s.length, s.file);
-      else if (s.state === 'zero') out.fill(0, s.offset - offset, s.offset - offset + s.length);
-      else holes.push({ offset: s.offset, length: s.length });
-    }
-    return holes;
-  }
-
-  async allocation(offset: number, length: number): Promise<AllocRange[]> {
-    checkWithin(this.source.path, offset, length, this.size);
-    const out: AllocRange[] = [];
-    for (const s of await this.segments(offset, length)) {
-      const prev = out[out.length - 1];
-      if (prev && prev.state === s.state) prev.length += s.length;
-      else out.push({ offset: s.offset, length: s.length, state: s.state });
-    }
-    return out;
-  }
-
-  async close(): Promise<void> {
-    this.cache.clear();
-    await this.source.close();
+    return { state: 'data', file: grainPos };
   }
 }
