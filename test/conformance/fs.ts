@@ -10,7 +10,6 @@ import type { Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { createReadStream, lstatSync, readdirSync, readlinkSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import type { FileSystem, FileType, Stat } from '../../src/fs/types.js';
 import { S_IFMT } from '../../src/fs/types.js';
 
@@ -58,7 +57,7 @@ function typeOf(st: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(
   return 'socket';
 }
 
-async function sha256OfFile(path: string): Promise<string> {
+async function sha256OfFile(path: Buffer): Promise<string> {
   const h = createHash('sha256');
   for await (const c of createReadStream(path)) h.update(c as Buffer);
   return h.digest('hex');
@@ -84,9 +83,10 @@ function oracleXattrs(root: string): Map<string, Map<string, string>> {
   for (const line of r.stdout.split('\n')) {
     if (line.startsWith('# file: ')) {
       // getfattr escapes unusual bytes in names as octal \ooo
-      const p = line.slice(8).replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+      // Keyed by the path's bytes (as latin1): getfattr prints non-ASCII bytes as octal escapes.
+      const p = Buffer.from(line.slice(8), 'utf8').toString('latin1').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
       current = new Map();
-      out.set(Buffer.from(p, 'latin1').toString('utf8'), current);
+      out.set(p, current);
     } else if (current && line.includes('=')) {
       const i = line.indexOf('=');
       current.set(line.slice(0, i), line.slice(i + 1).replace(/^0x/, '').toLowerCase());
@@ -106,7 +106,7 @@ export async function checkAgainstTree(t: Test, fs: FileSystem, oracleRoot: stri
   const xattrs = o.xattrs ? oracleXattrs(oracleRoot) : null;
   const xattrFilter = typeof o.xattrs === 'function' ? o.xattrs : () => true;
 
-  const compareEntry = async (path: string, ino: number, st: Stat, real: string) => {
+  const compareEntry = async (path: string, ino: number, st: Stat, real: Buffer) => {
     const ls = lstatSync(real, { bigint: true });
     const type = typeOf(ls);
     if (st.type !== type) return bad(path, 'type', st.type, type);
@@ -132,7 +132,7 @@ export async function checkAgainstTree(t: Test, fs: FileSystem, oracleRoot: stri
     if (type === 'symlink') {
       summary.symlinks++;
       const ours = await fs.readlink(ino);
-      const theirs = readlinkSync(real);
+      const theirs = readlinkSync(real, { encoding: 'buffer' }).toString('utf8');
       if (ours !== theirs) bad(path, 'symlink target', ours, theirs);
     } else if (type === 'file') {
       summary.files++;
@@ -161,7 +161,7 @@ export async function checkAgainstTree(t: Test, fs: FileSystem, oracleRoot: stri
     } else summary.other++;
 
     if (xattrs) {
-      const theirs = new Map([...(xattrs.get(real) ?? new Map<string, string>())].filter(([n]) => xattrFilter(n)));
+      const theirs = new Map([...(xattrs.get(real.toString('latin1')) ?? new Map<string, string>())].filter(([n]) => xattrFilter(n)));
       const names = (await fs.listxattr(ino)).filter(xattrFilter).sort();
       const theirNames = [...theirs.keys()].sort();
       if (names.join('\n') !== theirNames.join('\n')) bad(path, 'xattr names', names.join(','), theirNames.join(','));
@@ -177,9 +177,10 @@ export async function checkAgainstTree(t: Test, fs: FileSystem, oracleRoot: stri
 
   // Iterative walk: a hostile tree cannot blow the stack; a directory seen twice is a cycle.
   const seenDirs = new Set<number>();
-  const stack: { path: string; ino: number; real: string }[] = [{ path: '/', ino: fs.rootIno, real: oracleRoot }];
+  const rootReal = Buffer.from(oracleRoot);
+  const stack: { path: string; ino: number; real: Buffer }[] = [{ path: '/', ino: fs.rootIno, real: rootReal }];
   const rootStat = await fs.stat(fs.rootIno);
-  await compareEntry('/', fs.rootIno, rootStat, oracleRoot);
+  await compareEntry('/', fs.rootIno, rootStat, rootReal);
   while (stack.length && summary.mismatches.length < o.maxMismatches) {
     const dir = stack.pop()!;
     if (seenDirs.has(dir.ino)) {
@@ -187,32 +188,35 @@ export async function checkAgainstTree(t: Test, fs: FileSystem, oracleRoot: stri
       continue;
     }
     seenDirs.add(dir.ino);
-    const ours = new Map<string, { ino: number; type: FileType }>();
+    // Names compare as bytes (latin1 keys): an ext name need not be UTF-8 (DirEntry.rawName).
+    const ours = new Map<string, { name: string; ino: number; type: FileType }>();
     for await (const e of fs.readdir(dir.ino)) {
       if (e.name === '.' || e.name === '..') bad(dir.path, 'readdir returned', e.name, 'no dot entries');
-      if (ours.has(e.name)) bad(`${dir.path}${e.name}`, 'duplicate name in readdir', e.name, 'unique');
-      ours.set(e.name, { ino: e.ino, type: e.type });
+      const key = (e.rawName ?? Buffer.from(e.name, 'utf8')).toString('latin1');
+      if (ours.has(key)) bad(`${dir.path}${e.name}`, 'duplicate name in readdir', e.name, 'unique');
+      ours.set(key, { name: e.name, ino: e.ino, type: e.type });
     }
-    const theirs = readdirSync(dir.real, { encoding: 'buffer' }).map((b) => b.toString('utf8'));
-    const keep = (name: string) => !o.ignore?.(`${dir.path}${name}`);
-    const ourNames = [...ours.keys()].filter(keep).sort();
-    const theirNames = theirs.filter(keep).sort();
-    if (ourNames.join('\0') !== theirNames.join('\0')) {
-      const missing = theirNames.filter((n) => !ours.has(n)).slice(0, 5);
-      const extra = ourNames.filter((n) => !theirNames.includes(n)).slice(0, 5);
+    const theirs = readdirSync(dir.real, { encoding: 'buffer' }).map((b) => b.toString('latin1'));
+    const shown = (key: string) => Buffer.from(key, 'latin1').toString('utf8');
+    const keep = (key: string) => !o.ignore?.(`${dir.path}${shown(key)}`);
+    const ourKeys = [...ours.keys()].filter(keep).sort();
+    const theirKeys = theirs.filter(keep).sort();
+    if (ourKeys.join('\0') !== theirKeys.join('\0')) {
+      const missing = theirKeys.filter((n) => !ours.has(n)).slice(0, 5).map(shown);
+      const extra = ourKeys.filter((n) => !theirKeys.includes(n)).slice(0, 5).map(shown);
       bad(dir.path, 'names', `extra [${extra.join(', ')}]`, `missing [${missing.join(', ')}]`);
       continue;
     }
-    for (const name of ourNames) {
-      const e = ours.get(name)!;
-      const path = `${dir.path}${name}`;
+    for (const key of ourKeys) {
+      const e = ours.get(key)!;
+      const path = `${dir.path}${e.name}`;
       summary.entries++;
-      const looked = await fs.lookup(dir.ino, name);
+      const looked = await fs.lookup(dir.ino, e.name);
       if (looked !== e.ino) bad(path, 'lookup ino', looked, e.ino);
       const st = await fs.stat(e.ino);
       if (st.type !== e.type) bad(path, 'stat type vs readdir type', st.type, e.type);
       if (st.ino !== e.ino) bad(path, 'stat ino', st.ino, e.ino);
-      const real = join(dir.real, name);
+      const real = Buffer.concat([dir.real, Buffer.from('/'), Buffer.from(key, 'latin1')]);
       await compareEntry(path, e.ino, st, real);
       if (st.type === 'dir') stack.push({ path: `${path}/`, ino: e.ino, real });
     }
