@@ -2,7 +2,7 @@
 # Small real images for the disk fuzzer (test/fuzz/disk-fuzz.ts): every kind of VMDK, a chain, split
 # and flat descriptors, GPT and MBR tables; seeds.json lists each seed's files and its top.
 source "$(dirname "$0")/lib.sh"
-begin fuzz-seeds "$IMAGES_DIR/gen-cowd.ts" "$IMAGES_DIR/gen-sesparse.ts"
+begin fuzz-seeds "$IMAGES_DIR/gen-lib.ts" "$IMAGES_DIR/gen-cowd.ts" "$IMAGES_DIR/gen-sesparse.ts"
 need qemu-img qemu-io sfdisk
 cd "$OUT"
 data() { seeded "$1" "$2" > "$3"; }

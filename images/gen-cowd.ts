@@ -11,7 +11,8 @@
  * for --empty-gt: a table of zero entries); runs are written to the file in a seeded shuffled order,
  * so contiguous disk grains are not always contiguous in the file.
  */
-import { createCipheriv, createHash } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { cidOf, keystream, need, runList, shuffle } from './gen-lib.js';
 import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -37,41 +38,14 @@ const { values: a } = parseArgs({
     'empty-gt': { type: 'string', default: '' },
   },
 });
-function need(v: string | undefined, what: string): string {
-  if (v === undefined || v === '') throw new Error(`gen-cowd: --${what} is required`);
-  return v;
-}
-const dir = need(a.dir, 'dir');
-const name = need(a.name, 'name');
-const parent = need(a.parent, 'parent');
-const numSectors = Number(need(a.sectors, 'sectors'));
-const grainSize = Number(need(a.grain, 'grain'));
-const seed = Number(need(a.seed, 'seed'));
-const runs = need(a.runs, 'runs').split(',').map((r) => r.split(':').map(Number) as [number, number]);
+const dir = need('gen-cowd', a.dir, 'dir');
+const name = need('gen-cowd', a.name, 'name');
+const parent = need('gen-cowd', a.parent, 'parent');
+const numSectors = Number(need('gen-cowd', a.sectors, 'sectors'));
+const grainSize = Number(need('gen-cowd', a.grain, 'grain'));
+const seed = Number(need('gen-cowd', a.seed, 'seed'));
+const runs = runList(need('gen-cowd', a.runs, 'runs'));
 const emptyGts = a['empty-gt'] ? a['empty-gt'].split(',').map(Number) : [];
-
-/** Seeded bytes: the AES-128-CTR keystream of the seed (as images/lib.sh `seeded` does). */
-function keystream(s: number, length: number): Buffer {
-  const key = Buffer.from(s.toString(16).padStart(32, '0'), 'hex');
-  const c = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
-  return Buffer.concat([c.update(Buffer.alloc(length)), c.final()]);
-}
-/** A seeded shuffle (xorshift32), so the file order of the runs is reproducible. */
-function shuffle<T>(items: T[], s: number): T[] {
-  let x = s >>> 0 || 0x9e3779b9;
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    const j = x % (i + 1);
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
-function cidOf(descriptor: string): string {
-  const m = /^CID=([0-9a-fA-F]{1,8})\s*$/m.exec(descriptor);
-  if (!m) throw new Error('gen-cowd: the parent descriptor has no CID line');
-  return m[1]!.toLowerCase().padStart(8, '0');
-}
 
 const totalGrains = Math.ceil(numSectors / grainSize);
 const grainBytes = grainSize * SECTOR;
@@ -131,7 +105,7 @@ const header = encodeCowdHeader({
 writeSync(fd, header, 0, header.length, 0);
 closeSync(fd);
 
-const parentCid = cidOf(readFileSync(join(dir, parent), 'latin1'));
+const parentCid = cidOf('gen-cowd', readFileSync(join(dir, parent), 'latin1'));
 const cid = createHash('sha256').update(`${name}:${seed}`).digest('hex').slice(0, 8);
 writeFileSync(
   join(dir, `${name}.vmdk`),

@@ -13,7 +13,8 @@
  * use both halves of the GTE's shuffled index bits. Grain tables are numbered in descending order of
  * the disk range they map, so the directory (not the file order) must be followed.
  */
-import { createCipheriv, createHash } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { cidOf, keystream, need, runList, shuffle } from './gen-lib.js';
 import { closeSync, ftruncateSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -49,42 +50,17 @@ const { values: a } = parseArgs({
     'first-grain-index': { type: 'string', default: '0' },
   },
 });
-function need(v: string | undefined, what: string): string {
-  if (v === undefined || v === '') throw new Error(`gen-sesparse: --${what} is required`);
-  return v;
-}
-const runList = (s: string): [number, number][] => (s ? s.split(',').map((r) => r.split(':').map(Number) as [number, number]) : []);
-const dir = need(a.dir, 'dir');
-const name = need(a.name, 'name');
-const parent = need(a.parent, 'parent');
-const capacity = Number(need(a.sectors, 'sectors'));
-const seed = Number(need(a.seed, 'seed'));
-const runs = runList(need(a.runs, 'runs'));
+const dir = need('gen-sesparse', a.dir, 'dir');
+const name = need('gen-sesparse', a.name, 'name');
+const parent = need('gen-sesparse', a.parent, 'parent');
+const capacity = Number(need('gen-sesparse', a.sectors, 'sectors'));
+const seed = Number(need('gen-sesparse', a.seed, 'seed'));
+const runs = runList(need('gen-sesparse', a.runs, 'runs'));
 const zeroRuns = runList(a.zero ?? '');
 const unmappedRuns = runList(a.unmapped ?? '');
 const emptyGts = a['empty-gt'] ? a['empty-gt'].split(',').map(Number) : [];
 const firstGrainIndex = Number(a['first-grain-index']);
 
-function keystream(s: number, length: number): Buffer {
-  const key = Buffer.from(s.toString(16).padStart(32, '0'), 'hex');
-  const c = createCipheriv('aes-128-ctr', key, Buffer.alloc(16));
-  return Buffer.concat([c.update(Buffer.alloc(length)), c.final()]);
-}
-function shuffle<T>(items: T[], s: number): T[] {
-  let x = s >>> 0 || 0x9e3779b9;
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    const j = x % (i + 1);
-    [out[i], out[j]] = [out[j]!, out[i]!];
-  }
-  return out;
-}
-function cidOf(descriptor: string): string {
-  const m = /^CID=([0-9a-fA-F]{1,8})\s*$/m.exec(descriptor);
-  if (!m) throw new Error('gen-sesparse: the parent descriptor has no CID line');
-  return m[1]!.toLowerCase().padStart(8, '0');
-}
 
 const totalGrains = Math.ceil(capacity / SESPARSE_GRAIN_SECTORS);
 for (const [first, count] of [...runs, ...zeroRuns, ...unmappedRuns]) {
@@ -154,7 +130,7 @@ writeSync(fd, vh, 0, vh.length, Number(L.volatile_header_offset) * SECTOR);
 ftruncateSync(fd, grainsBase + nextGrain * GRAIN);
 closeSync(fd);
 
-const parentCid = cidOf(readFileSync(join(dir, parent), 'latin1'));
+const parentCid = cidOf('gen-sesparse', readFileSync(join(dir, parent), 'latin1'));
 const cid = createHash('sha256').update(`${name}:${seed}`).digest('hex').slice(0, 8);
 writeFileSync(
   join(dir, `${name}.vmdk`),

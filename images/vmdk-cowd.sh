@@ -4,7 +4,7 @@
 # that overlap the parent's data, grains in unallocated space, runs crossing grain-table boundaries,
 # an allocated but empty grain table, and the last (partial) grain. qemu reads the chain: the oracle.
 source "$(dirname "$0")/lib.sh"
-begin vmdk-cowd "$IMAGES_DIR/gen-cowd.ts" "$IMAGES_DIR/../src/disk/vmdk/structs-cowd.ts"
+begin vmdk-cowd "$IMAGES_DIR/gen-lib.ts" "$IMAGES_DIR/gen-cowd.ts" "$IMAGES_DIR/../src/disk/vmdk/structs-cowd.ts"
 need qemu-img openssl node
 TSX="$IMAGES_DIR/../node_modules/.bin/tsx"
 [ -x "$TSX" ] || { echo "images: $TSX is missing (npm install)" >&2; exit 127; }

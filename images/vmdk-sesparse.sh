@@ -5,7 +5,7 @@
 # parent), grain tables left unallocated, an allocated but empty grain table, grain indexes past 4096
 # (both halves of the shuffled GTE index bits), and the last (partial) grain. qemu reads the chain.
 source "$(dirname "$0")/lib.sh"
-begin vmdk-sesparse "$IMAGES_DIR/gen-sesparse.ts" "$IMAGES_DIR/../src/disk/vmdk/structs-sesparse.ts"
+begin vmdk-sesparse "$IMAGES_DIR/gen-lib.ts" "$IMAGES_DIR/gen-sesparse.ts" "$IMAGES_DIR/../src/disk/vmdk/structs-sesparse.ts"
 need qemu-img openssl node
 TSX="$IMAGES_DIR/../node_modules/.bin/tsx"
 [ -x "$TSX" ] || { echo "images: $TSX is missing (npm install)" >&2; exit 127; }

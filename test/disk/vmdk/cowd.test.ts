@@ -1,42 +1,13 @@
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { CowdExtent, isCowdExtent } from '../../../src/disk/vmdk/cowd.js';
 import { COWD_GT_BYTES, COWD_MAGIC, COWD_VERSION, COWDisk_Header, encodeCowdHeader } from '../../../src/disk/vmdk/structs-cowd.js';
-import { BufferSource, openReadOnly, type ByteSource } from '../../../src/disk/file.js';
+import { BufferSource, openReadOnly } from '../../../src/disk/file.js';
 import { RawLayer } from '../../../src/disk/raw.js';
-import { LayeredDisk, mergeRanges } from '../../../src/disk/layered.js';
-import type { AllocRange } from '../../../src/disk/types.js';
-import { image, qemuRaw, requireTool } from '../../helpers/images.js';
+import { LayeredDisk } from '../../../src/disk/layered.js';
+import { image, qemuRaw } from '../../helpers/images.js';
+import { CountingSource, qemuLayerMap } from '../../helpers/sources.js';
 import { compareWithRaw } from '../../helpers/oracle.js';
-
-/** Counts the reads a layer makes of its file (to prove coalescing and grain-table caching). */
-class CountingSource implements ByteSource {
-  reads: { position: number; length: number }[] = [];
-  constructor(private readonly inner: ByteSource) {}
-  get path(): string { return this.inner.path; }
-  get size(): number { return this.inner.size; }
-  get isBlockDevice(): boolean { return this.inner.isBlockDevice; }
-  async readInto(out: Buffer, outOffset: number, length: number, position: number): Promise<void> {
-    this.reads.push({ position, length });
-    await this.inner.readInto(out, outOffset, length, position);
-  }
-  async read(position: number, length: number): Promise<Buffer> {
-    const out = Buffer.alloc(length);
-    await this.readInto(out, 0, length, position);
-    return out;
-  }
-  async close(): Promise<void> { await this.inner.close(); }
-}
-
-/** qemu's view of which bytes one delta holds itself (depth 0 of `qemu-img map`), as allocation ranges. */
-function qemuLayerMap(descriptor: string, size: number): AllocRange[] {
-  requireTool('qemu-img');
-  const map = JSON.parse(execFileSync('qemu-img', ['map', '--output=json', descriptor], { encoding: 'utf8' })) as { start: number; length: number; depth: number; zero: boolean; data: boolean }[];
-  const ranges: AllocRange[] = map.map((m) => ({ offset: m.start, length: m.length, state: m.depth > 0 ? 'unallocated' : m.data ? 'data' : 'zero' }));
-  t.equal(ranges.reduce((n, r) => n + r.length, 0), size, 'qemu maps the whole disk');
-  return mergeRanges(ranges);
-}
 
 const dir = image('vmdk-cowd');
 
