@@ -28,7 +28,7 @@ start=329728, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7, uuid=66666666-7777-4888
 SF
 seeded_tree "$work/tree" 1
 mkfs.ext4 -q -F -L guestroot -U 0b9b1c1e-0000-4000-8000-000000000001 -E root_owner=0:0 -d "$work/tree" "$work/ext4.img" 160M >/dev/null
-ntfs_sectors=$(( (256 * 2048) - 329728 - 34 ))
+ntfs_sectors=192512 # p2 as sfdisk places it (1 MiB-aligned end): the NTFS fills its partition exactly
 truncate -s $((ntfs_sectors * 512)) "$work/ntfs.img"
 mkntfs -q -F -Q -L WINDATA -p 329728 -H 255 -S 63 "$work/ntfs.img" >/dev/null 2>&1
 seeded 7 200000 > "$work/f.bin"; ntfscp -f "$work/ntfs.img" "$work/f.bin" "data-1.bin" >/dev/null

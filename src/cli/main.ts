@@ -6,10 +6,13 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ExitCode, UsageError } from '../util/errors.js';
+import { ExitCode, SnapferryError, UsageError } from '../util/errors.js';
 import { printError } from './output.js';
 import { inspectCommand } from './inspect.js';
 import { exportCommand } from './export.js';
+import { lsCommand } from './ls.js';
+import { catCommand } from './cat.js';
+import { statCommand } from './stat.js';
 
 /** package.json's version, found upward from this file (src/cli/ when run from source, dist/src/cli/ when built). */
 function packageVersion(): string {
@@ -27,19 +30,40 @@ export const HELP = `snapferry ${version}: read VM snapshot disks in userspace, 
 Usage:
   snapferry inspect DISK... [--json]      the chain, capacity, allocation and volumes of each disk
   snapferry export DISK OUT [--force]     the resolved disk as a raw image (sparse; '-' for stdout)
+  snapferry ls DISK [VOLUME[/PATH]] [-R] [--sha256] [--json]
+                                          the volumes of DISK, or a directory's entries (a file: itself)
+  snapferry cat DISK VOLUME/PATH[:STREAM] a file's bytes (or an NTFS named stream's) to stdout
+  snapferry stat DISK VOLUME/PATH [--json]  everything the filesystem records of one entry
   snapferry --help | --version
 
 DISK is a raw image, a block device (/dev/sdX), a VMDK (descriptor or sparse file; the top of a
 delta chain: its parents are found through parentFileNameHint), or a VM's .vmx (its present disks).
+
+VOLUME is a name inspect shows: p1, p2 ... (p5 onwards: MBR logical partitions), or whole for a
+disk without a partition table. When DISK is a .vmx with several disks, the target starts with the
+disk's id: scsi0:0/p1/etc/hostname (with one disk the id may be left out). Files are read on ext2,
+ext3, ext4 and NTFS; links are never followed. :STREAM names an NTFS alternate data stream, and is
+only taken as one when the path, colon included, does not exist.
 
 Options:
   --json                  machine-readable output on stdout (errors too: {"error":{code,message,data}})
   --ignore-cid-mismatch   accept a delta whose parentCID differs from its parent's CID
   --max-chain-depth N     refuse chains deeper than N (default 64)
   --allow-external-extents  accept VMDK extent names that are absolute or contain '..'
-  --cache-mib N           byte budget of the grain caches, in MiB (default 64)
+  --cache-mib N           byte budget of the grain caches, in MiB (default 64); ls/cat/stat give the
+                          filesystem's metadata caches the same budget again
   --force                 export: overwrite OUT if it exists (never one of the source's files)
   --progress / --no-progress   export: a progress bar (default: only when stderr is a terminal)
+  -R, --recursive         ls: walk the whole tree below PATH (pre-order, streamed)
+  --sha256                ls: the sha256 of every regular file's contents
+  --no-replay             ls/cat/stat: read an ext3/ext4 volume as it is on disk, without replaying
+                          its journal in memory (the default replays it; stderr notes it either way)
+
+ls prints one line per entry: mode, links, uid, gid, size, mtime (UTC, nanoseconds), path, and
+'-> target' for links. ls --json prints one JSON object per line (path, type, size, mode, uid, gid,
+nlink, mtime, target, sha256, ino; pathHex when the name is not UTF-8; error when an entry could
+not be read, which also makes the exit code 1). stat --json gives times as ISO strings and as exact
+nanoseconds. Filesystem notes (journal replayed, dirty, hibernated) go to stderr in text mode.
 
 Exit codes:
   0 success   1 failure   2 usage error   3 source not found   4 corrupt input
@@ -50,6 +74,13 @@ Examples:
   snapferry inspect vm1/vm1.vmx
   snapferry inspect --json vm1/vm1-000002.vmdk
   snapferry export vm1/vm1-000002.vmdk /backup/vm1.raw
+  snapferry ls vm1/vm1.vmx                             the volumes of the VM's disk
+  snapferry ls vm1/vm1.vmx p1/etc
+  snapferry ls -R --json --sha256 vm1/vm1.vmx p1 > manifest.jsonl
+  snapferry cat vm1/vm1.vmx p1/etc/hostname
+  snapferry cat vm2/vm2.vmx scsi0:1/p2/Users/bob/report.docx > report.docx
+  snapferry cat vm2/vm2.vmx p2/file.txt:Zone.Identifier   an NTFS named stream
+  snapferry stat --json vm1/vm1.vmx p1/home/alice
 `;
 
 const options = {
@@ -63,6 +94,9 @@ const options = {
   force: { type: 'boolean', short: 'f' },
   progress: { type: 'boolean' },
   'no-progress': { type: 'boolean' },
+  recursive: { type: 'boolean', short: 'R' },
+  sha256: { type: 'boolean' },
+  'no-replay': { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
 export interface CommonOptions {
@@ -109,10 +143,22 @@ export async function main(argv: string[]): Promise<number> {
         const progress = values['no-progress'] ? false : values.progress ? true : process.stderr.isTTY === true;
         return await exportCommand(rest[0]!, rest[1]!, { ...common, force: values.force === true, progress });
       }
+      case 'ls': {
+        if (rest.length < 1 || rest.length > 2) throw new UsageError('ls takes DISK and an optional VOLUME[/PATH]');
+        return await lsCommand(rest[0]!, rest[1], { ...common, replay: !values['no-replay'], recursive: values.recursive === true, sha256: values.sha256 === true });
+      }
+      case 'cat':
+        if (rest.length !== 2) throw new UsageError('cat takes DISK and VOLUME/PATH');
+        return await catCommand(rest[0]!, rest[1]!, { ...common, replay: !values['no-replay'] });
+      case 'stat':
+        if (rest.length !== 2) throw new UsageError('stat takes DISK and VOLUME/PATH');
+        return await statCommand(rest[0]!, rest[1]!, { ...common, replay: !values['no-replay'] });
       default:
         throw new UsageError(`unknown command '${command}' (see snapferry --help)`);
     }
   } catch (err) {
+    // The reader of stdout went away (`snapferry ls -R ... | head`): stop quietly, as cat and ls do.
+    if (err instanceof SnapferryError && err.code === 'E_OUTPUT_CLOSED') return err.exitCode;
     const e = printError(err instanceof TypeError && (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS') ? new UsageError(err.message) : err, wantsJson);
     return e.exitCode;
   }
