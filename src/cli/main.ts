@@ -8,11 +8,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ExitCode, SnapferryError, UsageError } from '../util/errors.js';
 import { printError } from './output.js';
-import { inspectCommand } from './inspect.js';
-import { exportCommand } from './export.js';
-import { lsCommand } from './ls.js';
-import { catCommand } from './cat.js';
-import { statCommand } from './stat.js';
+// Each command's module (and the readers under it) loads only when that command runs: `export`
+// does not pay for the NTFS and ext readers' start-up, `--help` pays for none.
 
 /** package.json's version, found upward from this file (src/cli/ when run from source, dist/src/cli/ when built). */
 function packageVersion(): string {
@@ -137,22 +134,22 @@ export async function main(argv: string[]): Promise<number> {
     switch (command) {
       case 'inspect':
         if (rest.length === 0) throw new UsageError('inspect needs at least one DISK');
-        return await inspectCommand(rest, common);
+        return await (await import('./inspect.js')).inspectCommand(rest, common);
       case 'export': {
         if (rest.length !== 2) throw new UsageError('export takes DISK and OUT');
         const progress = values['no-progress'] ? false : values.progress ? true : process.stderr.isTTY === true;
-        return await exportCommand(rest[0]!, rest[1]!, { ...common, force: values.force === true, progress });
+        return await (await import('./export.js')).exportCommand(rest[0]!, rest[1]!, { ...common, force: values.force === true, progress });
       }
       case 'ls': {
         if (rest.length < 1 || rest.length > 2) throw new UsageError('ls takes DISK and an optional VOLUME[/PATH]');
-        return await lsCommand(rest[0]!, rest[1], { ...common, replay: !values['no-replay'], recursive: values.recursive === true, sha256: values.sha256 === true });
+        return await (await import('./ls.js')).lsCommand(rest[0]!, rest[1], { ...common, replay: !values['no-replay'], recursive: values.recursive === true, sha256: values.sha256 === true });
       }
       case 'cat':
         if (rest.length !== 2) throw new UsageError('cat takes DISK and VOLUME/PATH');
-        return await catCommand(rest[0]!, rest[1]!, { ...common, replay: !values['no-replay'] });
+        return await (await import('./cat.js')).catCommand(rest[0]!, rest[1]!, { ...common, replay: !values['no-replay'] });
       case 'stat':
         if (rest.length !== 2) throw new UsageError('stat takes DISK and VOLUME/PATH');
-        return await statCommand(rest[0]!, rest[1]!, { ...common, replay: !values['no-replay'] });
+        return await (await import('./stat.js')).statCommand(rest[0]!, rest[1]!, { ...common, replay: !values['no-replay'] });
       default:
         throw new UsageError(`unknown command '${command}' (see snapferry --help)`);
     }
