@@ -5,9 +5,9 @@
  * NTFS, coreutils (find, stat, sha256sum) to read the mounts. Errors carry their codes and exit
  * codes, output streams with backpressure, and no command changes a byte of any source.
  */
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -15,10 +15,11 @@ import { Writable } from 'node:stream';
 import { ROOT, fingerprint, image, qemuRaw, requireTool } from '../helpers/images.js';
 import { snapferry } from '../helpers/cli.js';
 import { S_IF, S_IFMT, type DirEntry, type FileSystem, type FileType, type Stat } from '../../src/fs/types.js';
-import { MAX_WALK_DEPTH, walk, type WalkEntry, type WalkSkip } from '../../src/cli/ls.js';
+import { MAX_WALK_DEPTH, walk, type LsRecord as LsJson, type WalkEntry, type WalkSkip } from '../../src/cli/ls.js';
 import { CorruptStructureError } from '../../src/util/errors.js';
 import { Sink } from '../../src/cli/cat.js';
 import { parseTarget, splitStream } from '../../src/cli/target.js';
+import { mountLoop, mountNtfs3g, mountRecovered } from '../helpers/mounts.js';
 
 requireTool('qemu-img', 'sfdisk', 'mount', 'umount', 'losetup', 'find', 'stat', 'sha256sum', 'getfattr', 'ntfs-3g', 'bash', 'head');
 if (process.getuid?.() !== 0) throw new Error('the kernel and ntfs-3g oracles need root for loop and FUSE mounts; this test does not skip');
@@ -53,42 +54,6 @@ const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 function sh(script: string, cwd: string): Buffer {
   return execFileSync('bash', ['-c', `set -euo pipefail; ${script}`], { cwd, maxBuffer: 256 << 20, env: { ...process.env, TZ: 'UTC', LC_ALL: 'C' } });
-}
-
-function mountLoop(t: Test, img: string, opts: string): string {
-  const dir = mkdtempSync(join(tmp, 'mnt-'));
-  execFileSync('mount', ['-o', `loop,${opts}`, img, dir]);
-  t.teardown(() => {
-    execFileSync('umount', [dir]);
-    rmdirSync(dir);
-  });
-  return dir;
-}
-
-/** The kernel's recovery of `img`: a copy on a writable loop device, mounted read-only (the kernel replays into it). */
-function mountRecovered(t: Test, img: string): string {
-  const copy = join(mkdtempSync(join(tmp, 'copy-')), 'recovered.img');
-  copyFileSync(img, copy);
-  const loop = execFileSync('losetup', ['-f', '--show', copy], { encoding: 'utf8' }).trim();
-  const dir = mkdtempSync(join(tmp, 'mnt-'));
-  t.teardown(() => {
-    spawnSync('umount', [dir]);
-    spawnSync('losetup', ['-d', loop]);
-    rmdirSync(dir);
-  });
-  execFileSync('mount', ['-o', 'ro', loop, dir]);
-  return dir;
-}
-
-/** ntfs-3g, read-only, on `dev` (an image or a loop device); unmounted in teardown. */
-function mountNtfs3g(t: Test, dev: string): string {
-  const dir = mkdtempSync(join(tmp, 'ntfs-'));
-  execFileSync('ntfs-3g', ['-o', 'ro,streams_interface=xattr', dev, dir]);
-  t.teardown(() => {
-    if (spawnSync('umount', [dir]).status !== 0) spawnSync('umount', ['-l', dir]);
-    rmdirSync(dir);
-  });
-  return dir;
 }
 
 interface Row {
@@ -139,22 +104,6 @@ function kernelView(mnt: string): Map<string, Row> {
     rows.get(key(rec.subarray(66)))!.sha256 = rec.subarray(0, 64).toString('latin1');
   }
   return rows;
-}
-
-interface LsJson {
-  path: string;
-  pathHex?: string;
-  type: FileType;
-  size: number;
-  mode: number;
-  uid: number;
-  gid: number;
-  nlink: number;
-  mtime: string;
-  target?: string;
-  sha256?: string;
-  ino: number;
-  error?: { code: string };
 }
 
 function jsonLines<T>(out: string): T[] {

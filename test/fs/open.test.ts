@@ -7,7 +7,7 @@
  */
 import t, { type Test } from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { openDisk } from '../../src/disk/open.js';
@@ -17,6 +17,7 @@ import type { FileSystem } from '../../src/fs/types.js';
 import { readVolumes, type Volume } from '../../src/volume/index.js';
 import { SnapferryError } from '../../src/util/errors.js';
 import { checkAgainstTree } from '../conformance/fs.js';
+import { mountLoop as mount, mountRecovered } from '../helpers/mounts.js';
 import { fingerprint, image, prng, qemuRaw, requireTool } from '../helpers/images.js';
 
 requireTool('qemu-img', 'ntfs-3g', 'mount', 'umount', 'losetup', 'fls', 'blkid', 'sfdisk', 'mkswap');
@@ -46,40 +47,6 @@ async function open(t: Test, d: Disk, v: Volume, opts?: Parameters<typeof openFi
   const fs = await openFilesystem(d, v, opts);
   t.teardown(() => fs.close());
   return fs;
-}
-
-/** Mounts read-only (loop, no journal replay when noload); unmounted and removed in teardown. */
-function mount(t: Test, img: string, opts: string): string {
-  const dir = mkdtempSync(join(tmp, 'mnt-'));
-  execFileSync('mount', ['-o', `loop,${opts}`, img, dir]);
-  t.teardown(() => {
-    execFileSync('umount', [dir]);
-    rmdirSync(dir);
-  });
-  return dir;
-}
-
-/**
- * The kernel's own journal recovery of `img`: a COPY on a writable loop device mounted read-only
- * (the kernel replays into a writable device even for a ro mount; the original is never touched).
- */
-function mountRecovered(t: Test, img: string): string {
-  const copy = join(mkdtempSync(join(tmp, 'copy-')), 'recovered.img');
-  copyFileSync(img, copy);
-  const loop = execFileSync('losetup', ['-f', '--show', copy], { encoding: 'utf8' }).trim();
-  const dir = mkdtempSync(join(tmp, 'mnt-'));
-  try {
-    execFileSync('mount', ['-o', 'ro', loop, dir]);
-  } catch (err) {
-    execFileSync('losetup', ['-d', loop]);
-    throw err;
-  }
-  t.teardown(() => {
-    execFileSync('umount', [dir]);
-    spawnSync('losetup', ['-d', loop]);
-    rmdirSync(dir);
-  });
-  return dir;
 }
 
 /** The names in a directory as The Sleuth Kit's fls lists them (its $-metadata and $OrphanFiles left out, as the readers hide them). */

@@ -1,9 +1,4 @@
 /** Shared by the NTFS tests: the images of images/ntfs.sh, opened by our reader and mounted by ntfs-3g. */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Test } from 'tap';
 import { LayeredDisk } from '../../../src/disk/layered.js';
 import { RawLayer } from '../../../src/disk/raw.js';
 import { openReadOnly } from '../../../src/disk/file.js';
@@ -36,16 +31,4 @@ export function volumeOfBuffer(buf: Buffer): VolumeSource {
   };
 }
 
-/** Mounts `img` read-only with ntfs-3g (streams as xattrs) and unmounts in teardown. Fails without root or FUSE. */
-export function mountNtfs3g(t: Test, img: string): string {
-  if (process.getuid?.() !== 0) throw new Error('the ntfs-3g oracle needs root (FUSE mount with allow_other); this test does not skip');
-  if (!existsSync('/dev/fuse')) throw new Error('the ntfs-3g oracle needs /dev/fuse; this test does not skip');
-  const mnt = mkdtempSync(join(tmpdir(), 'ntfs-oracle-'));
-  execFileSync('ntfs-3g', ['-o', 'ro,streams_interface=xattr', img, mnt]);
-  t.teardown(() => {
-    const r = spawnSync('umount', [mnt]);
-    if (r.status !== 0) spawnSync('umount', ['-l', mnt]);
-    rmdirSync(mnt);
-  });
-  return mnt;
-}
+export { mountNtfs3g } from '../../helpers/mounts.js';
