@@ -69,6 +69,8 @@ function makedev(major: number, minor: number): number {
 export class NtfsFileSystem implements FileSystem {
   readonly rootIno = FILE_root;
   private readonly kinds = new WeakMap<Inode, Kind>();
+  /** Owner SID by security_id (ownerSidOf): stat of every file would otherwise search $SII each time. */
+  private readonly ownerSids = new Map<number, string | undefined>();
   private readonly indexes = new WeakMap<Inode, DirectoryIndex>();
   private readonly mountPoint: string;
 
@@ -267,7 +269,7 @@ export class NtfsFileSystem implements FileSystem {
     };
     if (k.rdev !== undefined) st.rdev = k.rdev;
     if (k.reparseTag !== undefined) st.ntfs!.reparseTag = k.reparseTag;
-    const sid = await ownerSidOf(inode, this.mft, this.upcase).catch(() => undefined);
+    const sid = await ownerSidOf(inode, this.mft, this.upcase, this.ownerSids).catch(() => undefined);
     if (sid) st.ntfs!.ownerSid = sid;
     return st;
   }

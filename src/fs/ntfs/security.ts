@@ -27,11 +27,25 @@ export function ownerOfDescriptor(sd: Buffer): string | undefined {
   return owner ? sidToString(sd, owner) : undefined;
 }
 
-export async function ownerSidOf(inode: Inode, mft: Mft, _upcase: UpCase): Promise<string | undefined> {
+/** Owner SIDs by security_id kept per volume: a volume has few descriptors, shared by many files. */
+export const MAX_CACHED_SECURITY_IDS = 16384;
+
+export async function ownerSidOf(inode: Inode, mft: Mft, _upcase: UpCase, cache?: Map<number, string | undefined>): Promise<string | undefined> {
   const own = inode.stream(AT.SECURITY_DESCRIPTOR);
   if (own) return ownerOfDescriptor(await own.read(0, Math.min(own.size, 65536)));
   const id = inode.si.securityId;
   if (!id) return undefined;
+  if (cache?.has(id)) return cache.get(id);
+  const sid = await ownerSidOfSecureId(mft, id);
+  if (cache) {
+    if (cache.size >= MAX_CACHED_SECURITY_IDS) cache.clear();
+    cache.set(id, sid);
+  }
+  return sid;
+}
+
+/** The owner of the descriptor $Secure holds for `id`: $SII maps the id to its place in $SDS. */
+async function ownerSidOfSecureId(mft: Mft, id: number): Promise<string | undefined> {
   const secure = await mft.inode(FILE_Secure);
   const entry = await parseViewIndexLookup(secure, '$SII', id);
   if (!entry) return undefined;
