@@ -96,7 +96,8 @@ export class NtfsFileSystem implements FileSystem {
     if (!upData) throw new CorruptStructureError('E_NTFS_UPCASE', '$UpCase has no data', { record: FILE_UpCase });
     checkBound('$UpCase', 'data_size', upData.size, 0x20000);
     const upcase = UpCase.fromBuffer(await upData.read(0, upData.size));
-    const blockCache = new ByteLru<string, IndexNode>(Math.floor(budget / 2), () => geo.indexBlockSize + 512);
+    // A parsed index block: the block plus an entry object, a FILE_NAME and its name per entry.
+    const blockCache = new ByteLru<string, IndexNode>(Math.floor(budget / 2), () => geo.indexBlockSize * 3 + 1024);
 
     const vol = await mft.inode(FILE_Volume);
     const nameAttr = vol.attrs.find((a) => a.type === AT.VOLUME_NAME && a.resident);
