@@ -11,9 +11,8 @@
  * for --empty-gt: a table of zero entries); runs are written to the file in a seeded shuffled order,
  * so contiguous disk grains are not always contiguous in the file.
  */
-import { createHash } from 'node:crypto';
-import { cidOf, keystream, need, runList, shuffle } from './gen-lib.js';
-import { closeSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { keystream, need, runList, shuffle, writeDeltaDescriptor } from './gen-lib.js';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -105,24 +104,4 @@ const header = encodeCowdHeader({
 writeSync(fd, header, 0, header.length, 0);
 closeSync(fd);
 
-const parentCid = cidOf('gen-cowd', readFileSync(join(dir, parent), 'latin1'));
-const cid = createHash('sha256').update(`${name}:${seed}`).digest('hex').slice(0, 8);
-writeFileSync(
-  join(dir, `${name}.vmdk`),
-  `# Disk DescriptorFile
-version=1
-encoding="UTF-8"
-CID=${cid}
-parentCID=${parentCid}
-isNativeSnapshot="no"
-createType="vmfsSparse"
-parentFileNameHint="${parent}"
-# Extent description
-RW ${numSectors} VMFSSPARSE "${name}-delta.vmdk"
-
-# The Disk Data Base
-#DDB
-
-ddb.longContentID = "${createHash('sha256').update(`${name}:${seed}:long`).digest('hex').slice(0, 32)}"
-`,
-);
+writeDeltaDescriptor('gen-cowd', { dir, name, seed, parent, createType: 'vmfsSparse', extent: `RW ${numSectors} VMFSSPARSE "${name}-delta.vmdk"` });

@@ -1,5 +1,7 @@
 /** What the spec-written image generators (gen-cowd.ts, gen-sesparse.ts) share. */
-import { createCipheriv } from 'node:crypto';
+import { createCipheriv, createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 /** A required command-line option's value, or an error naming the generator and the option. */
 export function need(tool: string, v: string | undefined, what: string): string {
@@ -40,4 +42,32 @@ export function cidOf(tool: string, descriptor: string): string {
   const m = /^CID=([0-9a-fA-F]{1,8})\s*$/m.exec(descriptor);
   if (!m) throw new Error(`${tool}: the parent descriptor has no CID line`);
   return m[1]!.toLowerCase().padStart(8, '0');
+}
+
+/**
+ * Writes DIR/NAME.vmdk: the descriptor of a delta whose one extent line is `extent`, chained to
+ * DIR/PARENT by parentFileNameHint and the parent's CID; the CIDs derive from the name and seed.
+ */
+export function writeDeltaDescriptor(tool: string, o: { dir: string; name: string; seed: number | string; parent: string; createType: string; extent: string }): void {
+  const parentCid = cidOf(tool, readFileSync(join(o.dir, o.parent), 'latin1'));
+  const cid = createHash('sha256').update(`${o.name}:${o.seed}`).digest('hex').slice(0, 8);
+  writeFileSync(
+    join(o.dir, `${o.name}.vmdk`),
+    `# Disk DescriptorFile
+version=1
+encoding="UTF-8"
+CID=${cid}
+parentCID=${parentCid}
+isNativeSnapshot="no"
+createType="${o.createType}"
+parentFileNameHint="${o.parent}"
+# Extent description
+${o.extent}
+
+# The Disk Data Base
+#DDB
+
+ddb.longContentID = "${createHash('sha256').update(`${o.name}:${o.seed}:long`).digest('hex').slice(0, 32)}"
+`,
+  );
 }

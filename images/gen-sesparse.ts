@@ -13,9 +13,8 @@
  * use both halves of the GTE's shuffled index bits. Grain tables are numbered in descending order of
  * the disk range they map, so the directory (not the file order) must be followed.
  */
-import { createHash } from 'node:crypto';
-import { cidOf, keystream, need, runList, shuffle } from './gen-lib.js';
-import { closeSync, ftruncateSync, openSync, readFileSync, writeFileSync, writeSync } from 'node:fs';
+import { keystream, need, runList, shuffle, writeDeltaDescriptor } from './gen-lib.js';
+import { closeSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
@@ -130,24 +129,4 @@ writeSync(fd, vh, 0, vh.length, Number(L.volatile_header_offset) * SECTOR);
 ftruncateSync(fd, grainsBase + nextGrain * GRAIN);
 closeSync(fd);
 
-const parentCid = cidOf('gen-sesparse', readFileSync(join(dir, parent), 'latin1'));
-const cid = createHash('sha256').update(`${name}:${seed}`).digest('hex').slice(0, 8);
-writeFileSync(
-  join(dir, `${name}.vmdk`),
-  `# Disk DescriptorFile
-version=1
-encoding="UTF-8"
-CID=${cid}
-parentCID=${parentCid}
-isNativeSnapshot="no"
-createType="seSparse"
-parentFileNameHint="${parent}"
-# Extent description
-RW ${capacity} SESPARSE "${name}-sesparse.vmdk"
-
-# The Disk Data Base
-#DDB
-
-ddb.longContentID = "${createHash('sha256').update(`${name}:${seed}:long`).digest('hex').slice(0, 32)}"
-`,
-);
+writeDeltaDescriptor('gen-sesparse', { dir, name, seed, parent, createType: 'seSparse', extent: `RW ${capacity} SESPARSE "${name}-sesparse.vmdk"` });
