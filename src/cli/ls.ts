@@ -127,11 +127,42 @@ export interface WalkSkip {
   error: SnapferryError;
 }
 
+/** Stats started ahead of the entry being printed, per open directory (the walk's only parallelism). */
+export const STAT_AHEAD = 16;
+
+/** An entry pulled from a listing with its stat under way, or the listing's end or failure. */
+type Ahead = { e: DirEntry; stat: Promise<{ stat: Stat } | { err: unknown }> } | { done: true } | { fail: unknown };
+
 interface Frame {
   ino: number;
   path: string;
   rawPath?: Buffer;
   entries: AsyncIterator<DirEntry>;
+  /** Entries pulled ahead, in listing order: at most STAT_AHEAD, so memory is bounded by depth. */
+  ahead: Ahead[];
+}
+
+/**
+ * The frame's next entry, keeping up to STAT_AHEAD stats in flight behind it: a cold walk waits
+ * for one disk read per inode (an MFT record, an inode table block), and these overlap. Entries come
+ * out in listing order; a listing that fails does so at its place in that order.
+ */
+async function nextAhead(fs: FileSystem, f: Frame): Promise<Ahead> {
+  while (f.ahead.length < STAT_AHEAD) {
+    const last = f.ahead[f.ahead.length - 1];
+    if (last && !('e' in last)) break;
+    try {
+      const n = await f.entries.next();
+      if (n.done) f.ahead.push({ done: true });
+      else {
+        const e = n.value;
+        f.ahead.push({ e, stat: fs.stat(e.ino).then((stat) => ({ stat }), (err: unknown) => ({ err })) });
+      }
+    } catch (fail) {
+      f.ahead.push({ fail });
+    }
+  }
+  return f.ahead.shift()!;
 }
 
 function childPath(parent: string, name: string): string {
@@ -146,30 +177,31 @@ function childPath(parent: string, name: string): string {
  * skip, not entered. `start` itself is not yielded.
  */
 export async function* walk(fs: FileSystem, ino: number, path: string, recursive: boolean): AsyncGenerator<WalkEntry | WalkSkip> {
-  const stack: Frame[] = [{ ino, path, entries: fs.readdir(ino)[Symbol.asyncIterator]() }];
+  const stack: Frame[] = [{ ino, path, entries: fs.readdir(ino)[Symbol.asyncIterator](), ahead: [] }];
   const onPath = new Set<number>([ino]);
   try {
     while (stack.length > 0) {
       const top = stack[stack.length - 1]!;
-      const next = await top.entries.next();
-      if (next.done) {
+      const next = await nextAhead(fs, top);
+      if ('fail' in next) throw next.fail;
+      if ('done' in next) {
         stack.pop();
         onPath.delete(top.ino);
         continue;
       }
-      const e = next.value;
+      const e = next.e;
       const p = childPath(top.path, e.name);
       const rawPath = top.rawPath || e.rawName ? Buffer.concat([top.rawPath ?? Buffer.from(top.path), Buffer.from(top.path === '/' ? '' : '/'), e.rawName ?? Buffer.from(e.name)]) : undefined;
-      let stat: Stat;
-      try {
-        stat = await fs.stat(e.ino);
-      } catch (err) {
+      const got = await next.stat;
+      if ('err' in got) {
         // One unreadable inode or MFT record costs its entry (reported), not the rest of the walk.
+        const err = got.err;
         const se = toSnapferryError(err);
         if (se.code === 'E_INTERNAL') throw err;
         yield { kind: 'skip', error: new SnapferryError(se.code, `${p}: ${se.message}`, { ...se.data, path: p, ino: e.ino }, se.exitCode) };
         continue;
       }
+      const stat = got.stat;
       yield { kind: 'entry', path: p, ...(rawPath ? { rawPath } : {}), ino: e.ino, stat };
       if (!recursive || stat.type !== 'dir') continue;
       if (onPath.has(e.ino)) {
@@ -181,7 +213,7 @@ export async function* walk(fs: FileSystem, ino: number, path: string, recursive
         continue;
       }
       onPath.add(e.ino);
-      stack.push({ ino: e.ino, path: p, ...(rawPath ? { rawPath } : {}), entries: fs.readdir(e.ino)[Symbol.asyncIterator]() });
+      stack.push({ ino: e.ino, path: p, ...(rawPath ? { rawPath } : {}), entries: fs.readdir(e.ino)[Symbol.asyncIterator](), ahead: [] });
     }
   } finally {
     // An abandoned walk (an output error) closes the listings it left open.

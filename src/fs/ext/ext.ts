@@ -129,6 +129,7 @@ export class ExtFileSystem implements FileSystem {
   private warned = new Set<string>();
   private warningCount = 0;
   private readonly blocks: ByteLru<number, Buffer>;
+  private readonly loadingBlocks = new Map<number, Promise<Buffer>>();
   private readonly inodes: ByteLru<number, Ext4Inode>;
   private readonly dirIndex: ByteLru<number, Map<string, number>>;
   private readonly ctx: MapContext;
@@ -227,12 +228,17 @@ export class ExtFileSystem implements FileSystem {
     checkBound('block', 'number', n, this.superblock.s_blocks_count - 1);
     const o = this.overlay?.get(n);
     if (o) return o;
-    let b = this.blocks.get(n);
-    if (!b) {
-      b = await this.volume.read(n * this.blockSize, this.blockSize);
-      this.blocks.set(n, b);
+    const b = this.blocks.get(n);
+    if (b) return b;
+    // Concurrent readers of one block (a walk stats several inodes of one inode table block at
+    // once) share a single read.
+    let pending = this.loadingBlocks.get(n);
+    if (!pending) {
+      pending = this.volume.read(n * this.blockSize, this.blockSize);
+      this.loadingBlocks.set(n, pending);
+      pending.then((buf) => this.blocks.set(n, buf), () => {}).finally(() => this.loadingBlocks.delete(n));
     }
-    return b;
+    return pending;
   }
 
   /** `count` contiguous blocks from `first` for file data: not cached, overlay applied block by block. */
