@@ -6,6 +6,8 @@ import { open } from 'node:fs/promises';
 import type { Disk } from '../../src/disk/types.js';
 import { prng } from './images.js';
 
+export interface Asserts { equal(found: unknown, wanted: unknown, message: string): unknown }
+
 export interface OracleResult {
   size: number;
   mismatchAt: number | null;
@@ -45,4 +47,14 @@ export async function compareWithRaw(disk: Disk, rawPath: string, opts: { random
   } finally {
     await fh.close();
   }
+}
+
+/** compareWithRaw, asserted: every byte in order, then `randomReads` random reads, equal qemu's raw. */
+export async function assertEqualsRaw(t: Asserts, disk: Disk, rawPath: string, opts: { randomReads?: number; seed?: number; label?: string } = {}): Promise<void> {
+  const n = opts.randomReads ?? 10_000;
+  const at = opts.label ? `${opts.label}: ` : '';
+  const r = await compareWithRaw(disk, rawPath, { randomReads: n, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) });
+  t.equal(r.mismatchAt, null, `${at}sequential read equals qemu-img convert -O raw`);
+  t.equal(r.randomReads, n, `${at}${n} random reads`);
+  t.equal(r.randomMismatch, null, `${at}random reads equal qemu`);
 }
