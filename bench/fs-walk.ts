@@ -4,7 +4,9 @@
  * entry, one open listing per level) and, in mode `read`, every regular file streamed through the
  * CLI's readChunks (1 MiB reads, one file at a time).
  *
- *   npx tsx bench/fs-walk.ts IMAGE walk|read
+ *   node dist/bench/fs-walk.js IMAGE walk|read     (built by `npm run build`; bench/fs.sh runs it so)
+ *
+ * It runs as the product does: compiled, with bin/snapferry.js's heap settings (src/cli/runtime.ts).
  *
  * Prints one JSON line: {files, dirs, other, bytes, seconds, peakRssMiB, skipped}. Exits 1 if the
  * walk skipped any entry (an unreadable inode is a bench failure, not a number).
@@ -14,11 +16,13 @@ import { readVolumes } from '../src/volume/index.js';
 import { openFilesystem } from '../src/fs/open.js';
 import { walk } from '../src/cli/ls.js';
 import { readChunks } from '../src/cli/cat.js';
+import { tuneRuntime } from '../src/cli/runtime.js';
 
 async function main(): Promise<number> {
+  tuneRuntime();
   const [image, mode] = process.argv.slice(2);
   if (!image || (mode !== 'walk' && mode !== 'read')) {
-    process.stderr.write('usage: tsx bench/fs-walk.ts IMAGE walk|read\n');
+    process.stderr.write('usage: node dist/bench/fs-walk.js IMAGE walk|read\n');
     return 2;
   }
   const t0 = process.hrtime.bigint();

@@ -7,7 +7,8 @@
 #         vs `find MNT -type f -print0 | xargs -0 cat > /dev/null` on the same mounts
 # Every measurement starts cold: the page cache is dropped and nothing is mounted. A stock tool's time
 # includes its mount (opening the filesystem), as snapferry's includes openDisk/openFilesystem; neither
-# includes process start-up (tsx compiling TypeScript) nor the unmount.
+# includes process start-up nor the unmount. snapferry runs compiled (dist/, as bin/snapferry.js runs
+# it), with the product's heap settings (src/cli/runtime.ts; SNAPFERRY_V8=default measures without).
 # Prints the median of RUNS (default 3) rounds; the tools alternate within a round and the order
 # flips every round. ratio = snapferry throughput / stock throughput (>= 1.00: snapferry is faster).
 # Must run as root (mounts, drop_caches).
@@ -24,6 +25,7 @@ for t in ntfs-3g fuse2fs mount umount find xargs node; do
   command -v "$t" >/dev/null 2>&1 || { echo "bench/fs.sh: required tool '$t' is missing" >&2; exit 127; }
 done
 
+npm run --silent build
 t_build=$(date +%s.%N)
 bash images/bench-fs.sh
 echo "images/bench-fs.sh: $(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $t_build}") s (0 when cached)" >&2
@@ -59,7 +61,7 @@ measure() {
   local fs=$1 tool=$2 mode=$3 img=$4 t0 t1
   cold
   if [ "$tool" = snapferry ]; then
-    local out; out=$(node --import tsx bench/fs-walk.ts "$img" "$mode") || { echo "bench/fs.sh: snapferry $mode failed on $img: $out" >&2; exit 1; }
+    local out; out=$(node dist/bench/fs-walk.js "$img" "$mode") || { echo "bench/fs.sh: snapferry $mode failed on $img: $out" >&2; exit 1; }
     echo "$out" >> "$tmp/$fs.snapferry.$mode.json"
     sed -E 's/.*"seconds":([0-9.]+).*/\1/' <<<"$out" >> "$tmp/$fs.snapferry.$mode"
     return
