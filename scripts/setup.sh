@@ -9,6 +9,7 @@ declare -A PKG=(
   [qemu-img]=qemu-utils [qemu-io]=qemu-utils [sfdisk]=fdisk [losetup]=mount [blkid]=util-linux
   [mkfs.ext4]=e2fsprogs [debugfs]=e2fsprogs [mkntfs]=ntfs-3g [ntfscp]=ntfs-3g [fls]=sleuthkit
   [getfattr]=attr [mkfs.vfat]=dosfstools [mkfs.exfat]=exfatprogs [mkswap]=util-linux [openssl]=openssl [pvcreate]=lvm2
+  [wimlib-imagex]=wimtools # libwim.so.15: the independent XPRESS/LZX compressor of images/gen-wof.py
 )
 missing=()
 for tool in "${!PKG[@]}"; do command -v "$tool" >/dev/null 2>&1 || missing+=("${PKG[$tool]}"); done

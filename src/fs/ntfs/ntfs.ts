@@ -17,6 +17,7 @@ import { DirectoryIndex, I30, type IndexNode } from './index.js';
 import { UpCase, toUnits } from './upcase.js';
 import { renderLinkTarget, unsupportedTarget, type ReparseResolver } from './reparse.js';
 import { ownerSidOf } from './security.js';
+import { parseWofReparse, WofReader, WOF_COMPRESSED_DATA_STREAM } from './wof/wof.js';
 import {
   AT, FILE_ATTR, FILE_NAME_DOS, FILE_root, FILE_UpCase, FILE_Volume, FILE_Bitmap, FILE_first_user, FILE_MFT,
   IO_REPARSE_TAG_WOF, VOLUME_INFORMATION, VOLUME_IS_DIRTY, INTX_FILE, INTX_SYMBOLIC_LINK, INTX_CHARACTER_DEVICE, INTX_BLOCK_DEVICE,
@@ -72,6 +73,8 @@ export class NtfsFileSystem implements FileSystem {
   /** Owner SID by security_id (ownerSidOf): stat of every file would otherwise search $SII each time. */
   private readonly ownerSids = new Map<number, string | undefined>();
   private readonly indexes = new WeakMap<Inode, DirectoryIndex>();
+  /** Decompressing readers of WOF files (each with its small chunk cache), while their record is cached. */
+  private readonly wofReaders = new WeakMap<Inode, WofReader>();
   private readonly mountPoint: string;
 
   private constructor(
@@ -187,8 +190,8 @@ export class NtfsFileSystem implements FileSystem {
       const v = rp ? await rp.read(0, Math.min(rp.size, MAX_REPARSE_BYTES)) : Buffer.alloc(0);
       const tag = v.length >= 4 ? v.readUInt32LE(0) : 0;
       if (tag === IO_REPARSE_TAG_WOF && !inode.isDirectory) {
-        // Windows "compact" files: the data is in the WofCompressedData stream. Decompression
-        // (XPRESS/LZX) is a later step; until then the file is listed and its reads refused.
+        // Windows "compact" files: the data is in the WofCompressedData stream (wof/wof.ts); the
+        // file is listed as a file even when its format is one we cannot read (reads say why).
         k = { type: 'file', reparseTag: tag, wof: true };
       } else {
         const target = (await renderLinkTarget(v, inode.recordNo, inode.isDirectory, this.resolver, this.mountPoint, this.driveDefined)) ?? unsupportedTarget(tag);
@@ -247,10 +250,22 @@ export class NtfsFileSystem implements FileSystem {
       allocatedSize = allocOf(data);
     }
     if (k.type === 'symlink' && data) allocatedSize = allocOf(data);
+    let mode = S_IF[k.type] | 0o777; // ntfs-3g's default: no permissions mapping, no umask
+    if (k.wof) {
+      // As ntfs-3g's system-compression plugin (compressed_getattr): st_size is the unnamed
+      // stream's data_size, which is the uncompressed size; st_blocks count the WofCompressedData
+      // stream; the mode is r-x (the file cannot be written in place). Without that stream the
+      // file stays as NTFS describes it.
+      const wofData = inode.stream(AT.DATA, WOF_COMPRESSED_DATA_STREAM);
+      if (wofData) {
+        allocatedSize = Math.ceil(wofData.size / 512) * 512;
+        mode = S_IF.file | 0o555;
+      }
+    }
     const st: Stat = {
       ino,
       type: k.type,
-      mode: S_IF[k.type] | 0o777, // ntfs-3g's default: no permissions mapping, no umask
+      mode,
       nlink: k.type === 'dir' ? 1 : inode.base.linkCount,
       uid: 0,
       gid: 0,
@@ -295,7 +310,7 @@ export class NtfsFileSystem implements FileSystem {
   }
 
   /** The stream a read or extent walk targets: a named stream, or the unnamed $DATA of a file. */
-  private async dataStream(ino: number, stream: string | undefined, op: string): Promise<{ inode: Inode; s: AttrStream | undefined }> {
+  private async dataStream(ino: number, stream: string | undefined, op: string): Promise<{ inode: Inode; s: AttrStream | undefined; wof?: WofReader }> {
     const inode = await this.mft.inode(ino);
     if (stream) {
       const s = inode.stream(AT.DATA, stream);
@@ -304,12 +319,29 @@ export class NtfsFileSystem implements FileSystem {
     }
     const k = await this.kind(inode);
     if (k.type !== 'file') throw new NtfsFsError('E_NTFS_NOT_FILE', `MFT record ${ino} is a ${k.type}: cannot ${op} it`, { record: ino, type: k.type });
-    if (k.wof) throw new UnsupportedError('E_NTFS_WOF', `MFT record ${ino} is WOF-compressed (Windows "compact"); decompression is not implemented yet`, { record: ino, reparseTag: k.reparseTag ?? 0 });
+    if (k.wof) return { inode, s: inode.stream(AT.DATA), wof: await this.wofReader(inode) };
     return { inode, s: inode.stream(AT.DATA) };
   }
 
+  /** The decompressing reader of a WOF file; E_NTFS_WOF when its provider, version or algorithm is unknown or its WofCompressedData stream is missing. */
+  private async wofReader(inode: Inode): Promise<WofReader> {
+    const cached = this.wofReaders.get(inode);
+    if (cached) return cached;
+    const rp = inode.stream(AT.REPARSE_POINT);
+    const format = parseWofReparse(rp ? await rp.read(0, Math.min(rp.size, MAX_REPARSE_BYTES)) : Buffer.alloc(0), inode.recordNo);
+    const stored = inode.stream(AT.DATA, WOF_COMPRESSED_DATA_STREAM);
+    if (!stored) {
+      throw new UnsupportedError('E_NTFS_WOF', `MFT record ${inode.recordNo} is WOF-compressed (${format.algorithm}) but has no ${WOF_COMPRESSED_DATA_STREAM} stream to decompress`, { record: inode.recordNo, algorithm: format.algorithm });
+    }
+    if (stored.encrypted) throw new UnsupportedError('E_NTFS_ENCRYPTED', `MFT record ${inode.recordNo}: its ${WOF_COMPRESSED_DATA_STREAM} stream is EFS-encrypted`, { record: inode.recordNo });
+    const reader = new WofReader(inode.recordNo, format, inode.stream(AT.DATA)?.size ?? 0, stored);
+    this.wofReaders.set(inode, reader);
+    return reader;
+  }
+
   async read(ino: number, offset: number, length: number, stream?: string): Promise<Buffer> {
-    const { inode, s } = await this.dataStream(ino, stream, 'read');
+    const { inode, s, wof } = await this.dataStream(ino, stream, 'read');
+    if (wof) return wof.read(offset, length);
     if (!s) return Buffer.alloc(0);
     if (s.encrypted || (inode.si.fileAttributes & FILE_ATTR.ENCRYPTED && !s.resident)) {
       throw new UnsupportedError('E_NTFS_ENCRYPTED', `MFT record ${ino} is EFS-encrypted: its bytes are ciphertext`, { record: ino });
@@ -318,7 +350,12 @@ export class NtfsFileSystem implements FileSystem {
   }
 
   async *extents(ino: number, stream?: string): AsyncIterable<FileExtent> {
-    const { s } = await this.dataStream(ino, stream, 'map');
+    const { s, wof } = await this.dataStream(ino, stream, 'map');
+    // A WOF file's unnamed stream is all hole; its bytes are data with no place on disk of their own.
+    if (wof) {
+      if (wof.size > 0) yield { offset: 0, length: wof.size, state: 'data' };
+      return;
+    }
     if (s) yield* s.extents();
   }
 

@@ -217,6 +217,36 @@ export const IO_REPARSE_TAG_SYMLINK = 0xa000000c;
 export const IO_REPARSE_TAG_WOF = 0x80000017;
 export const IO_REPARSE_TAG_DEDUP = 0x80000013;
 
+/**
+ * WOF_EXTERNAL_INFO: the start of an IO_REPARSE_TAG_WOF reparse point's data (Windows SDK
+ * wofapi.h / ntifs.h; ntfs-3g-system-compression's system_compression.c): which WOF provider owns
+ * the file.
+ */
+export const WOF_EXTERNAL_INFO = {
+  Version: 0x00, // u32: WOF_CURRENT_VERSION
+  Provider: 0x04, // u32: WOF_PROVIDER_WIM (1, WIMBoot) or WOF_PROVIDER_FILE (2, "compact")
+  SIZE: 0x08,
+} as const;
+export const WOF_CURRENT_VERSION = 1;
+export const WOF_PROVIDER_WIM = 1;
+export const WOF_PROVIDER_FILE = 2;
+/** FILE_PROVIDER_EXTERNAL_INFO_V1: follows WOF_EXTERNAL_INFO for the FILE provider. */
+export const FILE_PROVIDER_EXTERNAL_INFO_V1 = {
+  Version: 0x00, // u32: FILE_PROVIDER_CURRENT_VERSION
+  Algorithm: 0x04, // u32: FILE_PROVIDER_COMPRESSION_*
+  SIZE: 0x08,
+} as const;
+export const FILE_PROVIDER_CURRENT_VERSION = 1;
+/** FILE_PROVIDER_COMPRESSION_*: the algorithm and so the chunk size (4/32/8/16 KiB). */
+export const FILE_PROVIDER_COMPRESSION = {
+  XPRESS4K: 0,
+  LZX: 1,
+  XPRESS8K: 2,
+  XPRESS16K: 3,
+} as const;
+/** The named $DATA stream holding a FILE-provider file's chunk table and chunks. */
+export const WOF_COMPRESSED_DATA_STREAM = 'WofCompressedData';
+
 /** MOUNT_POINT_REPARSE_DATA / SYMLINK_REPARSE_DATA (offsets within reparse_data). */
 export const MOUNT_POINT_REPARSE_DATA = {
   subst_name_offset: 0x00,

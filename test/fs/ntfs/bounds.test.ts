@@ -291,10 +291,14 @@ t.test('whole volumes: loops, compression units, encryption and WOF are refused 
   });
   await t.rejects(fsList.stat(manyLinks), { code: 'E_NTFS_ATTRLIST' }, "an attribute list pointing into another file's record");
 
-  // WOF: listed as a file and flagged; reads are refused until XPRESS/LZX decompression exists
+  // WOF: listed as a file and flagged. images/ntfs.sh's stub has the reparse point (XPRESS4K) but
+  // no WofCompressedData stream, so there is nothing to decompress: reads say so (E_NTFS_WOF), they
+  // never return the all-zero unnamed stream. Readable WOF files are in wof.test.ts.
   const wof = await resolvePath(probe, '/links/wof-stub.bin');
   const st = await probe.stat(wof);
   t.equal(st.type, 'file', 'a WOF-compressed file is a file, not a reparse stub');
   t.equal(st.ntfs!.reparseTag, 0x80000017, 'flagged with its reparse tag');
-  await t.rejects(probe.read(wof, 0, 1), { code: 'E_NTFS_WOF' });
+  t.same(st.ntfs!.streams, [], 'the stub has no WofCompressedData stream');
+  await t.rejects(probe.read(wof, 0, 1), { code: 'E_NTFS_WOF', message: /XPRESS4K.*no WofCompressedData stream/, data: { record: wof } }, 'a WOF file without its compressed stream is refused');
+  await t.rejects((async () => { for await (const e of probe.extents(wof)) void e; })(), { code: 'E_NTFS_WOF' }, 'and so is mapping it (its unnamed stream is not its content)');
 });

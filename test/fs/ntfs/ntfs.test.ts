@@ -35,8 +35,9 @@ for (const name of IMAGES) {
   t.test(`${name}: every entry equals ntfs-3g's view`, async (t) => {
     const mnt = mountNtfs3g(t, img);
     const fs = await open(t, img, mnt);
-    // The WOF stub: ntfs-3g without its plugin shows a symlink "unsupported reparse tag 0x80000017";
-    // we list it as the file it is (flagged, reads refused until WOF decompression lands): bounds.test.ts.
+    // The WOF stub: ntfs-3g without its system-compression plugin shows a symlink "unsupported
+    // reparse tag 0x80000017"; we list it as the file it is. It has no WofCompressedData stream, so
+    // its reads are refused (E_NTFS_WOF, bounds.test.ts); readable WOF files: wof.test.ts.
     const s = await checkAgainstTree(t, fs, mnt, { times: 'ns', which: ['atime', 'mtime', 'ctime'], ignore: (p) => p === '/links/wof-stub.bin' });
     t.ok(s.files > 2100, `walked the big directory too (${s.files} files)`);
     t.ok(s.symlinks >= 13, `symlinks, junctions and NT symlinks compared (${s.symlinks})`);
