@@ -31,6 +31,9 @@ Usage:
                                           the volumes of DISK, or a directory's entries (a file: itself)
   snapferry cat DISK VOLUME/PATH[:STREAM] a file's bytes (or an NTFS named stream's) to stdout
   snapferry stat DISK VOLUME/PATH [--json]  everything the filesystem records of one entry
+  snapferry mount DISK... MNT [--foreground] [--allow-other] [--log FILE]
+                                          every disk, volume and file as one read-only FUSE tree
+  snapferry umount MNT                    stop a mount (its process unmounts and exits)
   snapferry --help | --version
 
 DISK is a raw image, a block device (/dev/sdX), a VMDK (descriptor or sparse file; the top of a
@@ -56,6 +59,17 @@ Options:
   --no-replay             ls/cat/stat: read an ext3/ext4 volume as it is on disk, without replaying
                           its journal in memory (the default replays it; stderr notes it either way)
 
+mount shows the tree MNT/<disk>/<volume>/<path>: <disk> is the .vmx's disk id (scsi0:0) or the
+file's name without extension; <disk>/info (and the xattr user.snapferry.info on each disk and
+volume directory) says what each volume is, or why it cannot be read. The mount is read-only: every
+write answers EROFS. mount returns once the tree is mounted and leaves a process serving it
+(--foreground: serve from this process until SIGINT/SIGTERM). Errors (a damaged file answers EIO)
+are logged as JSON lines to --log FILE (default: a file in the temp directory named after MNT). A
+mount left by a killed process is cleared by the next mount on that path.
+  --foreground            mount: serve in this process (systemd, debugging); Ctrl-C unmounts
+  --allow-other           mount: let other users read the tree (FUSE allow_other; modes still apply)
+  --log FILE              mount: where the serving process logs
+
 ls prints one line per entry: mode, links, uid, gid, size, mtime (UTC, nanoseconds), path, and
 '-> target' for links. ls --json prints one JSON object per line (path, type, size, mode, uid, gid,
 nlink, mtime, target, sha256, ino; pathHex when the name is not UTF-8; error when an entry could
@@ -78,6 +92,7 @@ Examples:
   snapferry cat vm2/vm2.vmx scsi0:1/p2/Users/bob/report.docx > report.docx
   snapferry cat vm2/vm2.vmx p2/file.txt:Zone.Identifier   an NTFS named stream
   snapferry stat --json vm1/vm1.vmx p1/home/alice
+  snapferry mount vm1/vm1.vmx /mnt/vm1 && ls /mnt/vm1/scsi0:0/p1/etc && snapferry umount /mnt/vm1
 `;
 
 const options = {
@@ -94,6 +109,9 @@ const options = {
   recursive: { type: 'boolean', short: 'R' },
   sha256: { type: 'boolean' },
   'no-replay': { type: 'boolean' },
+  foreground: { type: 'boolean' },
+  'allow-other': { type: 'boolean' },
+  log: { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 export interface CommonOptions {
@@ -150,6 +168,14 @@ export async function main(argv: string[]): Promise<number> {
       case 'stat':
         if (rest.length !== 2) throw new UsageError('stat takes DISK and VOLUME/PATH');
         return await (await import('./stat.js')).statCommand(rest[0]!, rest[1]!, { ...common, replay: !values['no-replay'] });
+      case 'mount': {
+        if (rest.length < 2) throw new UsageError('mount takes one or more DISKs and the mount point MNT');
+        const opts = { ...common, foreground: values.foreground === true, allowOther: values['allow-other'] === true, replay: !values['no-replay'], ...(values.log !== undefined ? { log: values.log } : {}) };
+        return await (await import('./mount.js')).mountCommand(rest.slice(0, -1), rest[rest.length - 1]!, opts);
+      }
+      case 'umount':
+        if (rest.length !== 1) throw new UsageError('umount takes the mount point MNT');
+        return await (await import('./mount.js')).umountCommand(rest[0]!, common);
       default:
         throw new UsageError(`unknown command '${command}' (see snapferry --help)`);
     }

@@ -16,6 +16,12 @@ export interface OpenFilesystemOptions {
   replayJournal?: boolean;
   /** The reader's cache byte budget (its own default when absent). */
   cacheBytes?: number;
+  /**
+   * Where the volume's root appears to the user (a mount's volume directory). NTFS junctions and
+   * absolute symlinks point into it, as ntfs-3g points them into its mount point; '' (the default)
+   * gives volume-rooted targets ('/a/b').
+   */
+  linkRoot?: string;
 }
 
 /** The kinds openFilesystem reads; every other detected kind is E_FS_UNSUPPORTED. */
@@ -57,7 +63,7 @@ export async function openFilesystem(disk: Pick<Disk, 'size' | 'read' | 'readInt
     case 'ext4':
       return (await openExtRecovered(source, { ...cache, replay: opts.replayJournal !== false })).fs;
     case 'ntfs':
-      return await openNtfs(source, cache);
+      return await openNtfs(source, { ...cache, ...(opts.linkRoot !== undefined ? { mountPoint: opts.linkRoot } : {}) });
     default:
       throw new UnsupportedError(
         'E_FS_UNSUPPORTED',
