@@ -13,11 +13,29 @@
  */
 import { createHash } from 'node:crypto';
 import { checkBound, expectField } from '../../util/bounded.js';
-import { CorruptStructureError, SnapferryError, type ErrorData } from '../../util/errors.js';
+import { CorruptStructureError, ExitCode, SnapferryError, type ErrorData } from '../../util/errors.js';
 import { ByteLru } from '../../util/lru.js';
 import type { DirEntry, FileExtent, FileSystem, FileType, FsInfo, Stat, VolumeSource } from '../types.js';
 import { mapBlockmap } from './blockmap.js';
-import { dirBlockChecksum, dxNodeChecksum, hasDirTail, isDxNode, parseDirBlock, type RawDirent } from './dir.js';
+import {
+  DX_FULL_RANGE,
+  checkDxOrder,
+  dirBlockChecksum,
+  dxBlockAt,
+  dxChildRange,
+  dxHashAt,
+  dxInRange,
+  dxNodeChecksum,
+  dxSearch,
+  hasDirTail,
+  isDxNode,
+  parseDirBlock,
+  parseDxNode,
+  parseDxRoot,
+  type DxNode,
+  type DxRange,
+  type RawDirent,
+} from './dir.js';
 import { mapExtent, walkExtents } from './extents.js';
 import { dirHash, hashVersionOf } from './htree.js';
 import { inodeChecksum, inodeCsumSeed, inodeRdev, parseInode, type Ext4Inode } from './inode.js';
@@ -28,6 +46,8 @@ import {
   EXT4_ERROR_FS,
   EXT4_FL,
   EXT4_FT,
+  EXT4_HTREE_LEVEL,
+  EXT4_HTREE_LEVEL_COMPAT,
   EXT4_INLINE_DOTDOT_SIZE,
   EXT4_MIN_INLINE_DATA_SIZE,
   EXT4_ROOT_INO,
@@ -79,8 +99,35 @@ export const MAX_WARNINGS = 200;
 export const MAX_SYMLINK = 4096;
 /** Blocks of the journal inode we map for the journal engineer (4 GiB of 4 KiB blocks... of 1 KiB: 2^22 blocks). */
 export const MAX_JOURNAL_BLOCKS = 1 << 22;
-/** Entries of a directory kept in the lookup index cache at most (bigger ones are scanned). */
-export const MAX_INDEXED_DIR_ENTRIES = 1 << 20;
+/**
+ * Bytes of names one linearly scanned directory may take in the lookup cache (a directory past it
+ * is scanned per lookup). Indexed (htree) directories are never cached whole: a lookup descends the
+ * index and reads a handful of blocks, which the block cache keeps.
+ */
+export const MAX_CACHED_DIR_BYTES = 4 * 1024 * 1024;
+/** What one cached name costs, beyond its UTF-16 characters: the Map slot, the string header, the inode number. */
+const CACHED_NAME_OVERHEAD = 64;
+
+/** A linearly scanned directory's names, for repeated lookups, and the bytes they are charged. */
+interface DirNames {
+  names: Map<string, number>;
+  bytes: number;
+}
+
+/** What an htree probe looks for: "." or ".." (the root's own entries), a name's bytes, or a no-key name's embedded hash. */
+type DxProbe =
+  | { dots: '.' | '..' }
+  | { name: Buffer; matches: (raw: Buffer) => boolean }
+  | { embeddedHash: number; matches: (raw: Buffer) => boolean };
+
+/** One level of a descent (dx_frame): the node's block, the entry taken, the hash range the node covers. */
+interface DxFrame {
+  block: Buffer;
+  node: DxNode;
+  lblk: number;
+  range: DxRange;
+  at: number;
+}
 
 const FT_TYPE: Record<number, FileType> = {
   [EXT4_FT.REG_FILE]: 'file',
@@ -131,7 +178,10 @@ export class ExtFileSystem implements FileSystem {
   private readonly blocks: ByteLru<number, Buffer>;
   private readonly loadingBlocks = new Map<number, Promise<Buffer>>();
   private readonly inodes: ByteLru<number, Ext4Inode>;
-  private readonly dirIndex: ByteLru<number, Map<string, number>>;
+  private readonly dirIndex: ByteLru<number, DirNames>;
+  private readonly maxCachedDirBytes: number;
+  /** Index blocks (as cached Buffers) already found in hash order within a range: checkDxOrder once, not per lookup. */
+  private readonly dxOrdered = new WeakMap<Buffer, string>();
   private readonly ctx: MapContext;
   private readonly overlay: BlockOverlay | undefined;
   private readonly filetype: boolean;
@@ -148,7 +198,8 @@ export class ExtFileSystem implements FileSystem {
     this.overlay = opts.overlay;
     this.blocks = new ByteLru(Math.floor(budget / 2), (b) => b.length);
     this.inodes = new ByteLru(Math.floor(budget / 8), (i) => i.raw.length + 256);
-    this.dirIndex = new ByteLru(Math.floor(budget / 4), (m) => m.size * 96);
+    this.dirIndex = new ByteLru(Math.floor(budget / 4), (d) => d.bytes);
+    this.maxCachedDirBytes = Math.min(MAX_CACHED_DIR_BYTES, Math.floor(budget / 4));
     this.filetype = (superblock.s_feature_incompat & INCOMPAT.FILETYPE) !== 0;
     this.hugeFile = (superblock.s_feature_ro_compat & RO_COMPAT.HUGE_FILE) !== 0;
     this.ctx = {
@@ -399,7 +450,8 @@ export class ExtFileSystem implements FileSystem {
     }
   }
 
-  private checkDirBlock(dir: Ext4Inode, block: Buffer, lblk: number, indexed: boolean, seed: number): void {
+  /** The block's metadata_csum checksum, warned about on mismatch; false when it does not match. */
+  private checkDirBlock(dir: Ext4Inode, block: Buffer, lblk: number, indexed: boolean, seed: number): boolean {
     let c: { stored: number; computed: number } | null = null;
     let what = 'ext4_dir_entry_tail';
     // dx nodes first: a root that was a leaf before the directory grew keeps a stale leaf tail
@@ -408,7 +460,16 @@ export class ExtFileSystem implements FileSystem {
       c = dxNodeChecksum(seed, block, lblk === 0);
       what = 'dx_tail';
     } else if (hasDirTail(block)) c = dirBlockChecksum(seed, block);
-    if (c && c.stored !== c.computed) this.warn('W_EXT_CSUM_DIR', `directory ${dir.ino} block ${lblk}: checksum 0x${c.stored.toString(16)} != computed 0x${c.computed.toString(16)}`, { structure: what, ino: dir.ino, lblk });
+    if (c && c.stored !== c.computed) {
+      this.warn('W_EXT_CSUM_DIR', `directory ${dir.ino} block ${lblk}: checksum 0x${c.stored.toString(16)} != computed 0x${c.computed.toString(16)}`, { structure: what, ino: dir.ino, lblk });
+      return false;
+    }
+    return true;
+  }
+
+  /** ext4_dir_htree_level: index levels the kernel allows, root included (3 with large_dir, else 2). */
+  private maxHtreeLevels(): number {
+    return this.superblock.s_feature_incompat & INCOMPAT.LARGEDIR ? EXT4_HTREE_LEVEL : EXT4_HTREE_LEVEL_COMPAT;
   }
 
   /** The name a user sees: UTF-8 when it decodes; encrypted dirs show the kernel's no-key form. */
@@ -458,30 +519,192 @@ export class ExtFileSystem implements FileSystem {
     }
   }
 
+  /**
+   * The inode `name` names in directory `dirIno`, or null. An indexed directory is searched through
+   * its htree (dxLookup); any other, or one whose index we refuse, is scanned linearly, and its
+   * names are cached when they fit in maxCachedDirBytes. Both paths skip orphans and match on
+   * displayName(), so they answer alike.
+   */
   async lookup(dirIno: number, name: string): Promise<number | null> {
-    let index = this.dirIndex.get(dirIno);
-    if (!index) {
-      const dir = await this.live(dirIno);
-      if (dir.type !== 'dir') throw new SnapferryError('E_FS_NOT_DIR', `inode ${dirIno} is not a directory`, { ino: dirIno });
-      const built = new Map<string, number>();
-      let complete = true;
-      for await (const e of this.rawEntries(dir)) {
-        checkBound('ext4_dir_entry_2', 'inode', e.inode, this.superblock.s_inodes_count, { dir: dirIno });
-        if (this.orphans.has(e.inode)) continue;
-        const n = this.displayName(dir, e.name).name;
-        if (built.size < MAX_INDEXED_DIR_ENTRIES) {
-          if (!built.has(n)) built.set(n, e.inode);
-        } else {
-          complete = false;
-          if (n === name) return e.inode;
-        }
-      }
-      if (!complete) return built.get(name) ?? null;
-      index = built;
-      this.dirIndex.set(dirIno, index);
+    const cached = this.dirIndex.get(dirIno);
+    if (cached) return cached.names.get(name) ?? null;
+    const dir = await this.live(dirIno);
+    if (dir.type !== 'dir') throw new SnapferryError('E_FS_NOT_DIR', `inode ${dirIno} is not a directory`, { ino: dirIno });
+    if (this.isDxDir(dir)) {
+      const found = await this.dxLookup(dir, name);
+      if (found !== undefined) return found;
     }
-    if (name === '.' || name === '..') return index.get(name) ?? null;
-    return index.get(name) ?? null;
+    return this.linearLookup(dir, name);
+  }
+
+  /** is_dx_dir: the filesystem has dir_index and the directory EXT4_INDEX_FL (an inline directory has no index). */
+  private isDxDir(dir: Ext4Inode): boolean {
+    return (this.superblock.s_feature_compat & COMPAT.DIR_INDEX) !== 0 && (dir.i_flags & EXT4_FL.INDEX) !== 0 && (dir.i_flags & EXT4_FL.INLINE_DATA) === 0;
+  }
+
+  /** Every entry in order (ext4_readdir's non-hashed walk), first name wins; cached when it fits. */
+  private async linearLookup(dir: Ext4Inode, name: string): Promise<number | null> {
+    let names: Map<string, number> | null = new Map();
+    let bytes = 0;
+    for await (const e of this.rawEntries(dir)) {
+      checkBound('ext4_dir_entry_2', 'inode', e.inode, this.superblock.s_inodes_count, { dir: dir.ino });
+      if (this.orphans.has(e.inode)) continue;
+      const n = this.displayName(dir, e.name).name;
+      if (names) {
+        if (names.has(n)) continue;
+        names.set(n, e.inode);
+        bytes += 2 * n.length + CACHED_NAME_OVERHEAD;
+        if (bytes > this.maxCachedDirBytes) {
+          // too big to keep: answer from what we have, else keep scanning without a map
+          const hit = names.get(name);
+          if (hit !== undefined) return hit;
+          names = null;
+        }
+      } else if (n === name) return e.inode;
+    }
+    if (!names) return null;
+    this.dirIndex.set(dir.ino, { names, bytes });
+    return names.get(name) ?? null;
+  }
+
+  /**
+   * ext4_dx_find_entry without the key or casefold tables: the htree probe for `name`.
+   * undefined when the index cannot answer (casefolded directory, a name whose bytes are not its
+   * UTF-8, an index we refuse: W_EXT_HTREE) and the caller must scan linearly.
+   */
+  private async dxLookup(dir: Ext4Inode, name: string): Promise<number | null | undefined> {
+    // The hash of a casefolded directory is over the casefolded name; our lookup stays exact.
+    if (dir.i_flags & EXT4_FL.CASEFOLD) return undefined;
+    let probe: DxProbe;
+    if (name === '.' || name === '..') probe = { dots: name };
+    else if (dir.i_flags & EXT4_FL.ENCRYPT) {
+      // A no-key name carries the ciphertext's hash (fscrypt_nokey_name.dir_hash), which is what
+      // the index is ordered by. Every name we list is canonical base64url of >= 8 bytes, so any
+      // other string names nothing.
+      const raw = Buffer.from(name, 'base64url');
+      if (raw.length < 8 || raw.toString('base64url') !== name) return null;
+      probe = { embeddedHash: raw.readUInt32LE(0), matches: (b) => this.displayName(dir, b).name === name };
+    } else {
+      const bytes = Buffer.from(name, 'utf8');
+      // A name that is not its bytes' UTF-8 may match a mis-encoded entry by its display form: scan.
+      if (name.includes('\uFFFD') || bytes.toString('utf8') !== name) return undefined;
+      probe = { name: bytes, matches: (b) => b.equals(bytes) };
+    }
+    try {
+      return await this.dxFind(dir, probe);
+    } catch (err) {
+      if (!(err instanceof SnapferryError) || err.exitCode !== ExitCode.corrupt) throw err;
+      this.warn('W_EXT_HTREE', `directory ${dir.ino}: htree index refused (${err.message}); scanned linearly`, { structure: 'dx_root', ino: dir.ino, code: err.code });
+      return undefined;
+    }
+  }
+
+  /**
+   * dx_probe down indirect_levels interior levels to a leaf, the leaf scanned, then the next leaves
+   * while their hash continues ours (ext4_htree_next_block). Every block is read once at most (a
+   * dx_entry pointing back up is a cycle), within the directory's size, checksummed; a node out of
+   * hash order or a miss in a leaf holding names of other hashes throws, and the caller scans.
+   */
+  private async dxFind(dir: Ext4Inode, probe: DxProbe): Promise<number | null | undefined> {
+    const bs = this.blockSize;
+    const ino = dir.ino;
+    const nBlocks = Math.ceil(dir.i_size / bs);
+    const seed = this.inodeSeed(dir);
+    const csum = this.geometry.metadataCsum;
+    const seen = new Set<number>();
+    const readDirBlock = async (lblk: number, index: boolean): Promise<Buffer> => {
+      checkBound('dx_entry', 'block', lblk, nBlocks - 1, { ino });
+      expectField(!seen.has(lblk), 'E_EXT_HTREE', 'dx_entry', 'block', `block ${lblk} is reached twice (a cycle)`, { ino, lblk });
+      seen.add(lblk);
+      const run = await this.map(dir, lblk);
+      expectField(run.pblk !== null && !run.unwritten, 'E_EXT_HTREE', 'dx_entry', 'block', `block ${lblk} is a hole`, { ino, lblk });
+      const block = await this.readBlock(run.pblk);
+      // A leaf's bad checksum is a warning (the data is served); an index node's also stops us
+      // trusting where it points.
+      if (seed !== null && !this.checkDirBlock(dir, block, lblk, true, seed) && index) {
+        throw new CorruptStructureError('E_EXT_HTREE', `index block ${lblk} fails its checksum`, { structure: 'dx_tail', ino, lblk });
+      }
+      return block;
+    };
+
+    const root = await readDirBlock(0, true);
+    const info = parseDxRoot(root, bs, csum, this.maxHtreeLevels(), ino);
+    if ('dots' in probe) {
+      // "." and ".." are the root's two fake entries, in no leaf.
+      for (const e of parseDirBlock(root, this.filetype, bs, { ino, lblk: 0 })) {
+        checkBound('ext4_dir_entry_2', 'inode', e.inode, this.superblock.s_inodes_count, { dir: ino });
+        if (!this.orphans.has(e.inode) && e.name.toString('latin1') === probe.dots) return e.inode;
+      }
+      return null;
+    }
+    const version = hashVersionOf(this.superblock, info.hashVersion);
+    let hash: number;
+    if ('embeddedHash' in probe) {
+      // noKeyName hashed with the filesystem's default version: only usable if the root agrees.
+      if (version !== hashVersionOf(this.superblock)) return undefined;
+      hash = probe.embeddedHash;
+      if (hash % 2 === 1) return null; // dirHash never sets the collision bit: no listed name carries it
+    } else hash = dirHash(probe.name, version, this.superblock.s_hash_seed).hash;
+
+    const checkOrder = (f: DxFrame): void => {
+      const key = `${f.range.lo}:${f.range.hi}`;
+      if (this.dxOrdered.get(f.block) === key) return;
+      checkDxOrder(f.block, f.node, f.range, ino, f.lblk);
+      this.dxOrdered.set(f.block, key);
+    };
+    // frames[k]: the node at level k, the entry taken, the hash range it covers
+    const frames: DxFrame[] = [{ block: root, node: info, lblk: 0, range: DX_FULL_RANGE, at: 0 }];
+    const descend = async (from: number, first: boolean): Promise<void> => {
+      for (let k = from; ; k++) {
+        const f = frames[k]!;
+        if (first) {
+          checkOrder(f);
+          f.at = dxSearch(f.block, f.node, hash);
+        }
+        if (k === info.indirectLevels) return;
+        const lblk = dxBlockAt(f.block, f.node, f.at);
+        const block = await readDirBlock(lblk, true);
+        const node = parseDxNode(block, bs, csum, ino, lblk);
+        const child: DxFrame = { block, node, lblk, range: dxChildRange(f.block, f.node, f.at, f.range), at: 0 };
+        if (!first) checkOrder(child);
+        frames[k + 1] = child;
+      }
+    };
+    await descend(0, true);
+
+    const scanned: { lblk: number; range: DxRange; names: Buffer[] }[] = [];
+    for (;;) {
+      const f = frames[info.indirectLevels]!;
+      const lblk = dxBlockAt(f.block, f.node, f.at);
+      const leaf = await readDirBlock(lblk, false);
+      const names: Buffer[] = [];
+      for (const e of parseDirBlock(leaf, this.filetype, bs, { ino, lblk })) {
+        checkBound('ext4_dir_entry_2', 'inode', e.inode, this.superblock.s_inodes_count, { dir: ino });
+        names.push(e.name);
+        if (this.orphans.has(e.inode)) continue;
+        if (probe.matches(e.name)) return e.inode;
+      }
+      scanned.push({ lblk, range: dxChildRange(f.block, f.node, f.at, f.range), names });
+      // ext4_htree_next_block: the next entry at the deepest level that has one ...
+      let k = info.indirectLevels;
+      while (k >= 0 && frames[k]!.at + 1 >= frames[k]!.node.count) k--;
+      if (k < 0) break;
+      const g = frames[k]!;
+      g.at++;
+      // ... followed only while it continues our hash
+      const next = dxHashAt(g.block, g.node, g.at);
+      if (next - (next % 2) !== hash) break;
+      await descend(k, false);
+    }
+    // A miss is only believed if every leaf we read holds names of its own range: a dx_entry
+    // pointing at the wrong leaf would otherwise hide the name.
+    for (const s of scanned) {
+      for (const n of s.names) {
+        const h = dirHash(n, version, this.superblock.s_hash_seed).hash;
+        expectField(dxInRange(h, s.range), 'E_EXT_HTREE', 'dx_entry', 'block', `leaf block ${s.lblk} holds a name hashing to 0x${h.toString(16)}, outside 0x${s.range.lo.toString(16)}..0x${s.range.hi.toString(16)}`, { ino, lblk: s.lblk });
+      }
+    }
+    return null;
   }
 
   // ---- the FileSystem contract --------------------------------------------------------------

@@ -344,6 +344,14 @@ export const dx_node = { fake: 0, entries: 8 } as const;
 /** struct dx_countlimit overlays the first dx_entry's hash. */
 export const dx_countlimit = { limit: 0x0, count: 0x2, SIZE: 4 } as const;
 export const dx_entry = { hash: 0x0, block: 0x4, SIZE: 8 } as const;
+/** dx_get_block: the high 4 bits of dx_entry.block are reserved; the kernel masks them off. */
+export const DX_BLOCK_MASK = 0x0fffffff;
+/** The low bit of a dx_entry.hash: the leaf it points at continues a run of equal hashes from the previous leaf. */
+export const DX_HASH_COLLISION = 0x1;
+/** dx_root_info.info_length as the kernel and e2fsck write it (sizeof(struct dx_root_info)). */
+export const DX_ROOT_INFO_LENGTH = 8;
+/** dx_root_info.unused_flags bit the kernel refuses ("Unimplemented hash flags"). */
+export const DX_ROOT_UNIMPLEMENTED_FLAGS = 0x1;
 /** struct dx_tail after `limit` dx_entries (metadata_csum). */
 export const dx_tail = { dt_reserved: 0x0, dt_checksum: 0x4, SIZE: 8 } as const;
 /** Hash versions (DX_HASH_*). The unsigned variants are chosen by s_flags, not stored. */
