@@ -11,12 +11,11 @@ declare -A PKG=(
   [getfattr]=attr [mkfs.vfat]=dosfstools [mkfs.exfat]=exfatprogs [mkswap]=util-linux [openssl]=openssl [pvcreate]=lvm2
   [wimlib-imagex]=wimtools # libwim.so.15: the independent XPRESS/LZX compressor of images/gen-wof.py
   [fusermount]=fuse3 [setfattr]=attr [fuse2fs]=fuse2fs
+  # the stock tools that restore an archive with no snapferry installed, and the real sshd the SFTP tests start
+  [age]=age [zstd]=zstd [tar]=tar [sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client
 )
 missing=()
 for tool in "${!PKG[@]}"; do command -v "$tool" >/dev/null 2>&1 || missing+=("${PKG[$tool]}"); done
-# fuse-native's bundled addon links libfuse.so.2 (Debian's libfuse2; fuse3's fusermount serves it).
-# Not Debian's `fuse` package: it would remove fuse3, which ntfs-3g needs.
-ldconfig -p 2>/dev/null | grep -q 'libfuse\.so\.2 ' || missing+=(libfuse2)
 if [ ${#missing[@]} -gt 0 ]; then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
   echo "setup: installing ${missing[*]}" >&2
@@ -24,7 +23,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   for tool in "${!PKG[@]}"; do command -v "$tool" >/dev/null 2>&1 || { echo "setup: $tool still missing after installing ${PKG[$tool]}" >&2; exit 1; }; done
-  ldconfig -p | grep -q 'libfuse\.so\.2 ' || { echo "setup: libfuse.so.2 still missing after installing libfuse2" >&2; exit 1; }
 fi
 
 # npm packages: `npm ci` when the lockfile changed since the last install.

@@ -20,8 +20,6 @@ import { diskOptions, expandSources } from './sources.js';
 const READY_FD_ENV = 'SNAPFERRY_MOUNT_READY_FD';
 /** How long a background `mount` waits for its child to open every disk and mount. */
 export const MOUNT_READY_TIMEOUT_MS = 300_000;
-/** How often a foreground mount checks that it is still mounted (someone may `fusermount -u` it). */
-const WATCH_MS = 1000;
 
 export interface MountCliOptions extends CommonOptions {
   foreground: boolean;
@@ -134,16 +132,12 @@ async function foreground(args: string[], mnt: string, o: MountCliOptions): Prom
 
     const why = await new Promise<string>((done) => {
       for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => done(sig));
-      const timer = setInterval(() => {
-        const now = mountAt(mnt);
-        if (!now || snapferryPid(now) !== process.pid) done('unmounted from outside');
-      }, WATCH_MS);
-      timer.unref();
+      void m.closed.then(() => done('unmounted from outside'));
     });
-    if (mountAt(mnt) && snapferryPid(mountAt(mnt)!) === process.pid) await m.unmount().catch((err) => logLine({ level: 'error', message: `unmount: ${(err as Error).message}` }));
+    if (why !== 'unmounted from outside') await m.unmount().catch((err) => logLine({ level: 'error', message: `unmount: ${(err as Error).message}` }));
     logLine({ level: 'info', message: `unmounted (${why})`, errors: Object.fromEntries(m.errorCounts) });
     await tree.close();
-    // fuse-native's loop thread does not let the process end by itself.
+    // blocked reads of /dev/fuse in the thread pool end with the mount; do not wait for them
     process.exit(ExitCode.ok);
   } catch (err) {
     const e = toSnapferryError(err);

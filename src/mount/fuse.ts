@@ -1,43 +1,77 @@
 /**
- * The FUSE frontend: a VmTree (src/vfs) as a read-only mounted directory, through fuse-native
- * (libfuse 2's high-level, path-based API, with its bundled prebuilt addon).
+ * The FUSE frontend: a VmTree (src/vfs) as a read-only mounted directory, speaking the kernel's
+ * FUSE protocol directly (kernel/session.ts says why not libfuse).
+ *
+ * Node ids are the tree's inode numbers (VmTree.ino / nodeOf), so nothing here keeps a table of
+ * nodes: a FORGET needs no bookkeeping, hard links share a node id and an inode number.
  *
  * Read-only three times over: the mount is `ro` (the kernel answers EROFS before asking us), every
- * writing operation we register answers EROFS anyway, and nothing below this layer can write.
+ * writing request answers EROFS anyway, and nothing below this layer can write.
  *
- * What fuse-native 2.2.6 cannot carry, and so this mount cannot show (the readers know them; `stat
- * --json` and the backup engine get them):
- *  - timestamps finer than a millisecond (its stat array holds milliseconds);
- *  - inode numbers over 32 bits (the tree packs a volume slot and the filesystem's inode into 32);
- *  - names that are not UTF-8 (paths cross as JS strings);
- *  - readdir with offsets: a directory's names are handed over in one array per opendir, so a
- *    200,000-entry directory costs its names' memory (~10 MB) for the time of that one call.
+ * Directory listings stream: a directory handle keeps an iterator of the reader's streamed readdir
+ * and the offset it has reached; READDIR(PLUS) continues it, or restarts it on a seek. READDIRPLUS
+ * hands the kernel each entry's attributes with its name, so a walk (`find`, rsync, a backup agent)
+ * needs no LOOKUP per entry. Attributes and names are cached by the kernel for ATTR_VALID_S: a
+ * snapshot never changes.
  */
-import Fuse, { type FuseOps, type FuseStat, type FuseStatfs } from 'fuse-native';
 import { constants as C } from 'node:os';
 import { constants as F } from 'node:fs';
-import type { VmTree, TreeNode } from '../vfs/tree.js';
+import type { VmTree, TreeNode, TreeEntry } from '../vfs/tree.js';
+import { S_IF } from '../fs/types.js';
 import { ExitCode, SnapferryError, toSnapferryError } from '../util/errors.js';
+import { FuseSession } from './kernel/session.js';
+import {
+  FOPEN_CACHE_DIR,
+  FOPEN_KEEP_CACHE,
+  FUSE_INIT_FLAG,
+  FUSE_KERNEL_MINOR_VERSION,
+  FUSE_KERNEL_VERSION,
+  FUSE_NAME_OFFSET,
+  FUSE_NAME_OFFSET_DIRENTPLUS,
+  FUSE_OPCODE as OP,
+  direntAlign,
+  fuse_attr_out,
+  fuse_entry_out,
+  fuse_getxattr_out,
+  fuse_init_out,
+  fuse_open_out,
+  fuse_statfs_out,
+  parseGetxattrIn,
+  parseInitIn,
+  parseOpenIn,
+  parseReadIn,
+  parseReleaseIn,
+  writeAttrOut,
+  writeDirent,
+  writeEntryOut,
+  writeInitOut,
+  writeOpenOut,
+  writeStatfsOut,
+  type FuseAttr,
+  type FuseInHeader,
+} from './kernel/structs.js';
 
 const E = C.errno;
-/** Open file handles at most (each is a small object; a runaway client gets EMFILE). */
+/** Open file and directory handles at most (a runaway client gets EMFILE). */
 export const MAX_OPEN_HANDLES = 1 << 20;
-/** Distinct (code, path) errors logged in full; past this only counted. */
+/** Distinct (code, node) errors logged in full; past this only counted. */
 export const MAX_LOGGED_ERRORS = 10_000;
-/** Seconds the kernel may cache names and attributes: nothing here ever changes. */
-export const CACHE_TIMEOUT_S = 60;
-/** An operation that takes longer than this answers EIO (fuse-native's own timer). */
-export const OP_TIMEOUT_MS = 120_000;
+/** Node names remembered to put paths in log lines (best effort: older ones are dropped). */
+export const MAX_REMEMBERED_NAMES = 1 << 16;
+/** Seconds the kernel may keep names and attributes: a snapshot never changes. */
+export const ATTR_VALID_S = 3600;
+/** Requests of one page of a READDIRPLUS whose entries are stat'ed at once. */
+const STAT_AHEAD = 32;
+/** Pages of one READ at most (max_pages): 1 MiB requests. */
+const MAX_PAGES = 256;
 
 export interface MountOptions {
   allowOther?: boolean;
   /** Called with one JSON-able record per event worth a log line. */
   log?: (record: Record<string, unknown>) => void;
-  /** libfuse's debug output. */
-  debug?: boolean;
 }
 
-/** Errors to errno, negative, as libfuse wants them. Everything not listed is EIO (and logged). */
+/** Errors to negative errno. Everything not listed is EIO (and logged). */
 export function errnoOf(err: SnapferryError): number {
   switch (err.code) {
     case 'E_FS_NOT_FOUND':
@@ -60,234 +94,356 @@ export function errnoOf(err: SnapferryError): number {
   }
 }
 
-function ms(ns: bigint): number {
-  const v = Number(ns / 1_000_000n);
-  return v > 0 ? v : 0;
-}
-
-/** fuse-native's statfs fields are 32-bit: grow the fragment size until the block counts fit. */
-export function fuseStatfs(s: { blockSize: number; totalBlocks: number; freeBlocks: number; totalInodes: number; freeInodes: number; nameMax: number }): FuseStatfs {
-  let frsize = s.blockSize;
-  let blocks = s.totalBlocks;
-  let bfree = s.freeBlocks;
-  while (blocks > 0xffffffff) {
-    frsize *= 2;
-    blocks = Math.ceil(blocks / 2);
-    bfree = Math.floor(bfree / 2);
-  }
-  const files = Math.min(s.totalInodes, 0xffffffff);
-  const ffree = Math.min(s.freeInodes, 0xffffffff);
-  // ST_RDONLY = 1
-  return { bsize: frsize, frsize, blocks, bfree, bavail: bfree, files, ffree, favail: ffree, fsid: 0, flag: 1, namemax: s.nameMax };
-}
-
-/** libfuse options beyond what fuse-native's constructor knows: ro, use_ino, the source name. */
-class SnapferryFuse extends Fuse {
-  constructor(
-    mnt: string,
-    ops: FuseOps,
-    private readonly extra: string[],
-  ) {
-    super(mnt, ops, { timeout: OP_TIMEOUT_MS });
-  }
-
-  // fuse-native builds its `-o` string here; its constructor options have no `ro` or `use_ino`.
-  _fuseOptions(): string {
-    return '-o' + this.extra.join(',');
-  }
-
-  // fuse-native's own getxattr never answers ERANGE and ignores the caller's buffer size.
-  _op_getxattr(signal: (res: number, buf?: ArrayBuffer) => void, path: string, name: string, valueBuf: Buffer): void {
-    const ops = (this as unknown as { ops: { getxattr(path: string, name: string, cb: (err: number, v?: Buffer) => void): void } }).ops;
-    ops.getxattr(path, name, (err, value) => {
-      if (err || !value) return signal(err || -E.ENODATA, valueBuf.buffer as ArrayBuffer);
-      if (valueBuf.length === 0) return signal(value.length, valueBuf.buffer as ArrayBuffer);
-      if (value.length > valueBuf.length) return signal(-E.ERANGE, valueBuf.buffer as ArrayBuffer);
-      value.copy(valueBuf);
-      return signal(value.length, valueBuf.buffer as ArrayBuffer);
-    });
-  }
-}
-
 export interface Mounted {
   readonly mountPoint: string;
-  /** Unmounts (fusermount -u) and stops serving. */
+  /** Unmounts and stops serving. */
   unmount(): Promise<void>;
+  /** Resolves when the mount is gone, whoever unmounted it. */
+  readonly closed: Promise<void>;
   /** Errors answered so far, by code. */
   readonly errorCounts: Map<string, number>;
 }
 
+interface DirHandle {
+  node: TreeNode;
+  /** The offset the next entry has (entries are numbered from 1; '.' is 1 and '..' is 2). */
+  next: number;
+  iter: AsyncIterator<TreeEntry> | null;
+  /** An entry taken from the iterator that did not fit the last reply. */
+  held: TreeEntry | null;
+  busy: Promise<void>;
+}
+
+const DOT = Buffer.from('.');
+const DOTDOT = Buffer.from('..');
+
 /**
- * Mounts `tree` at `mountPoint` (an existing, empty, unmounted directory). Resolves once the kernel
- * has the mount (libfuse's init ran), rejects with E_MOUNT_FAILED otherwise.
+ * Mounts `tree` at `mountPoint` (an existing directory that is not a mount point). Resolves once
+ * the kernel has the mount, rejects with E_MOUNT_FAILED otherwise.
  */
 export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOptions = {}): Promise<Mounted> {
   const log = opts.log ?? (() => {});
-  const handles = new Map<number, TreeNode>();
+  const files = new Map<number, TreeNode>();
+  const dirs = new Map<number, DirHandle>();
   let nextFh = 1;
   const errorCounts = new Map<string, number>();
   const logged = new Set<string>();
+  const names = new Map<number, { parent: number; name: string }>();
 
-  /** Answers an operation's failure: the errno, and a log line for what is not a plain "no such". */
-  const fail = (op: string, path: string, err: unknown): number => {
+  const remember = (parent: number, name: string, id: number): void => {
+    if (names.has(id)) return;
+    if (names.size >= MAX_REMEMBERED_NAMES) names.delete(names.keys().next().value!);
+    names.set(id, { parent, name });
+  };
+  /** The path of a node for a log line, as far as the names seen tell it. */
+  const pathOf = (id: number): string => {
+    const parts: string[] = [];
+    for (let cur = id, n = 0; cur !== 1 && n < 4096; n++) {
+      const e = names.get(cur);
+      if (!e) return `(inode ${cur})/${parts.reverse().join('/')}`;
+      parts.push(e.name);
+      cur = e.parent;
+    }
+    return `/${parts.reverse().join('/')}`;
+  };
+
+  const fail = (op: string, id: number, err: unknown): number => {
     const e = toSnapferryError(err);
     const errno = errnoOf(e);
     if (errno === -E.EIO) {
       errorCounts.set(e.code, (errorCounts.get(e.code) ?? 0) + 1);
-      const key = `${e.code}\0${path}`;
+      const key = `${e.code}\0${id}`;
       if (!logged.has(key) && logged.size < MAX_LOGGED_ERRORS) {
         logged.add(key);
-        log({ level: 'error', op, path, code: e.code, message: e.message });
+        log({ level: 'error', op, path: pathOf(id), ino: id, code: e.code, message: e.message });
       }
     }
     return errno;
   };
 
-  const statOf = async (node: TreeNode): Promise<FuseStat> => {
+  const attrOf = async (node: TreeNode): Promise<FuseAttr> => {
     const st = await tree.stat(node);
     return {
+      ino: st.ino,
+      size: st.size,
+      blocks: Math.ceil(st.allocatedSize / 512),
+      atimeNs: st.atimeNs,
+      mtimeNs: st.mtimeNs,
+      ctimeNs: st.ctimeNs,
       mode: st.mode,
+      nlink: st.nlink,
       uid: st.uid,
       gid: st.gid,
-      size: st.size,
-      nlink: st.nlink,
-      ino: st.ino,
       rdev: st.rdev ?? 0,
       blksize: 4096,
-      blocks: Math.ceil(st.allocatedSize / 512),
-      atime: ms(st.atimeNs),
-      mtime: ms(st.mtimeNs),
-      ctime: ms(st.ctimeNs),
     };
   };
 
-  const erofs = (...args: unknown[]): void => {
-    const cb = args[args.length - 1] as (err: number) => void;
-    cb(-E.EROFS);
+  const nodeOrThrow = (id: number): TreeNode => {
+    const n = tree.nodeOf(id);
+    if (!n) throw new SnapferryError('E_FS_NOT_FOUND', `no node ${id}`, { ino: id }, ExitCode.notFound);
+    return n;
   };
 
-  const ops: FuseOps = {
-    getattr(path, cb) {
-      tree.resolve(path).then(statOf).then(
-        (st) => cb(0, st),
-        (err) => cb(fail('getattr', path, err)),
-      );
-    },
-    readdir(path, cb) {
-      (async () => {
-        const dir = await tree.resolve(path);
-        const names = ['.', '..'];
-        const prefix = path === '/' ? '/' : `${path}/`;
-        for await (const e of tree.readdir(dir)) {
-          names.push(e.name);
-          tree.remember(prefix + e.name, e.node);
-        }
-        return names;
-      })().then(
-        (names) => cb(0, names),
-        (err) => cb(fail('readdir', path, err)),
-      );
-    },
-    open(path, flags, cb) {
-      if ((flags & 3) !== F.O_RDONLY || flags & (F.O_TRUNC | F.O_CREAT)) return cb(-E.EROFS);
-      if (handles.size >= MAX_OPEN_HANDLES) return cb(-E.EMFILE);
-      tree.resolve(path).then(
-        (node) => {
-          const fh = nextFh++;
-          if (nextFh > 0x7fffffff) nextFh = 1;
-          handles.set(fh, node);
-          cb(0, fh);
-        },
-        (err) => cb(fail('open', path, err)),
-      );
-    },
-    release(_path, fd, cb) {
-      handles.delete(fd);
-      cb(0);
-    },
-    read(path, fd, buf, len, pos, cb) {
-      const node = handles.get(fd);
-      (node ? Promise.resolve(node) : tree.resolve(path))
-        .then((n) => tree.read(n, pos, len))
-        .then(
-          (data) => {
-            data.copy(buf);
-            cb(data.length);
-          },
-          (err) => cb(fail('read', path, err)),
-        );
-    },
-    readlink(path, cb) {
-      tree.resolve(path).then((n) => tree.readlink(n)).then(
-        (target) => cb(0, target),
-        (err) => cb(fail('readlink', path, err)),
-      );
-    },
-    listxattr(path, cb) {
-      tree.resolve(path).then((n) => tree.listxattr(n)).then(
-        (names) => cb(0, names),
-        (err) => cb(fail('listxattr', path, err)),
-      );
-    },
-    getxattr(path, name, cb: unknown) {
-      // called by SnapferryFuse._op_getxattr as (path, name, cb)
-      const done = cb as (err: number, v?: Buffer) => void;
-      tree.resolve(path).then((n) => tree.getxattr(n, name)).then(
-        (v) => done(0, v),
-        (err) => done(fail('getxattr', path, err)),
-      );
-    },
-    statfs(path, cb) {
-      tree.resolve(path).then(
-        (n) => cb(0, fuseStatfs(tree.statfs(n))),
-        (err) => cb(fail('statfs', path, err)),
-      );
-    },
-    access(path, mode, cb) {
-      if (mode & F.W_OK) return cb(-E.EROFS);
-      tree.resolve(path).then(
-        () => cb(0),
-        (err) => cb(fail('access', path, err)),
-      );
-    },
-    // Never reached on a ro mount; answered anyway, so that no write can ever be half-served.
-    write: erofs,
-    create: erofs,
-    truncate: erofs,
-    ftruncate: erofs,
-    chmod: erofs,
-    chown: erofs,
-    utimens: erofs,
-    mknod: erofs,
-    mkdir: erofs,
-    unlink: erofs,
-    rmdir: erofs,
-    rename: erofs,
-    link: erofs,
-    symlink: erofs,
-    setxattr: erofs,
-    removexattr: erofs,
-  };
+  let session: FuseSession;
+  let initDone: () => void;
+  const initialised = new Promise<void>((r) => (initDone = r));
 
-  const options = ['ro', 'use_ino', 'default_permissions', `fsname=snapferry:${process.pid}`, 'subtype=snapferry', 'kernel_cache', `entry_timeout=${CACHE_TIMEOUT_S}`, `attr_timeout=${CACHE_TIMEOUT_S}`];
-  if (opts.allowOther) options.push('allow_other');
-  if (opts.debug) options.push('debug');
-  const fuse = new SnapferryFuse(mountPoint, ops, options);
-  await new Promise<void>((resolve, reject) => {
-    fuse.mount((err) => {
-      if (err) reject(new SnapferryError('E_MOUNT_FAILED', `cannot mount at ${mountPoint}: ${err.message}`, { mountPoint }, ExitCode.failure));
-      else resolve();
-    });
-  });
-  let unmounted: Promise<void> | undefined;
-  return {
-    mountPoint: fuse.mnt,
-    errorCounts,
-    unmount() {
-      unmounted ??= new Promise<void>((resolve, reject) => {
-        fuse.unmount((err) => (err ? reject(new SnapferryError('E_UMOUNT_FAILED', `cannot unmount ${fuse.mnt}: ${err.message}`, { mountPoint: fuse.mnt }, ExitCode.failure)) : resolve()));
+  const handlers: Partial<Record<number, (h: FuseInHeader, body: Buffer) => Promise<Buffer[] | null>>> = {
+    async [OP.INIT](_h, body) {
+      const init = parseInitIn(body);
+      if (init.major !== FUSE_KERNEL_VERSION) throw new SnapferryError('E_FUSE_PROTOCOL', `kernel FUSE protocol ${init.major}.${init.minor}; snapferry speaks ${FUSE_KERNEL_VERSION}.x`, {}, ExitCode.unsupported);
+      const want = FUSE_INIT_FLAG.ASYNC_READ | FUSE_INIT_FLAG.DO_READDIRPLUS | FUSE_INIT_FLAG.READDIRPLUS_AUTO | FUSE_INIT_FLAG.PARALLEL_DIROPS | FUSE_INIT_FLAG.MAX_PAGES | FUSE_INIT_FLAG.CACHE_SYMLINKS | FUSE_INIT_FLAG.BIG_WRITES;
+      const out = Buffer.alloc(fuse_init_out.SIZE);
+      writeInitOut(out, 0, {
+        major: FUSE_KERNEL_VERSION,
+        minor: Math.min(init.minor, FUSE_KERNEL_MINOR_VERSION),
+        maxReadahead: init.maxReadahead,
+        flags: init.flags & want,
+        maxBackground: 64,
+        congestionThreshold: 48,
+        maxWrite: 128 * 1024,
+        timeGran: 1,
+        maxPages: MAX_PAGES,
       });
-      return unmounted;
+      setImmediate(() => initDone());
+      return [out];
+    },
+    async [OP.LOOKUP](h, body) {
+      const parent = nodeOrThrow(h.nodeid);
+      const end = body.indexOf(0);
+      const name = body.subarray(0, end < 0 ? body.length : end).toString('utf8');
+      const child = await tree.lookup(parent, name);
+      const out = Buffer.alloc(fuse_entry_out.SIZE);
+      if (!child) {
+        // A negative entry the kernel may cache: the name will not appear later.
+        writeEntryOut(out, 0, 0, ATTR_VALID_S, null);
+        return [out];
+      }
+      const id = tree.ino(child);
+      remember(h.nodeid, name, id);
+      writeEntryOut(out, 0, id, ATTR_VALID_S, await attrOf(child));
+      return [out];
+    },
+    async [OP.GETATTR](h) {
+      const out = Buffer.alloc(fuse_attr_out.SIZE);
+      writeAttrOut(out, 0, ATTR_VALID_S, await attrOf(nodeOrThrow(h.nodeid)));
+      return [out];
+    },
+    async [OP.READLINK](h) {
+      return [Buffer.from(await tree.readlink(nodeOrThrow(h.nodeid)))];
+    },
+    async [OP.OPEN](h, body) {
+      const { flags } = parseOpenIn(body);
+      if ((flags & 3) !== F.O_RDONLY || flags & F.O_TRUNC) throw new SnapferryError('E_FS_READ_ONLY', 'read-only', {}, ExitCode.failure);
+      const node = nodeOrThrow(h.nodeid);
+      if (files.size + dirs.size >= MAX_OPEN_HANDLES) throw new SnapferryError('E_TOO_MANY_OPEN', 'too many open handles', {}, ExitCode.failure);
+      const fh = nextFh++;
+      files.set(fh, node);
+      const out = Buffer.alloc(fuse_open_out.SIZE);
+      writeOpenOut(out, 0, fh, FOPEN_KEEP_CACHE);
+      return [out];
+    },
+    async [OP.READ](h, body) {
+      const r = parseReadIn(body);
+      const node = files.get(r.fh) ?? nodeOrThrow(h.nodeid);
+      return [await tree.read(node, r.offset, r.size)];
+    },
+    async [OP.RELEASE](_h, body) {
+      files.delete(parseReleaseIn(body).fh);
+      return [];
+    },
+    async [OP.OPENDIR](h) {
+      const node = nodeOrThrow(h.nodeid);
+      if (files.size + dirs.size >= MAX_OPEN_HANDLES) throw new SnapferryError('E_TOO_MANY_OPEN', 'too many open handles', {}, ExitCode.failure);
+      const fh = nextFh++;
+      dirs.set(fh, { node, next: 1, iter: null, held: null, busy: Promise.resolve() });
+      const out = Buffer.alloc(fuse_open_out.SIZE);
+      writeOpenOut(out, 0, fh, FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE);
+      return [out];
+    },
+    async [OP.READDIR](h, body) {
+      return [await readdir(h, body, false)];
+    },
+    async [OP.READDIRPLUS](h, body) {
+      return [await readdir(h, body, true)];
+    },
+    async [OP.RELEASEDIR](_h, body) {
+      const d = dirs.get(parseReleaseIn(body).fh);
+      dirs.delete(parseReleaseIn(body).fh);
+      void d?.iter?.return?.();
+      return [];
+    },
+    async [OP.STATFS](h) {
+      const node = tree.nodeOf(h.nodeid) ?? ({ kind: 'root' } as TreeNode);
+      const s = tree.statfs(node);
+      const out = Buffer.alloc(fuse_statfs_out.SIZE);
+      writeStatfsOut(out, 0, { blocks: s.totalBlocks, bfree: s.freeBlocks, bavail: s.freeBlocks, files: s.totalInodes, ffree: s.freeInodes, bsize: s.blockSize, namelen: s.nameMax, frsize: s.blockSize });
+      return [out];
+    },
+    async [OP.GETXATTR](h, body) {
+      const { size, name } = parseGetxattrIn(body);
+      const value = await tree.getxattr(nodeOrThrow(h.nodeid), name.toString('utf8'));
+      return sized(value, size);
+    },
+    async [OP.LISTXATTR](h, body) {
+      const { size } = parseGetxattrIn(body);
+      const list = await tree.listxattr(nodeOrThrow(h.nodeid));
+      return sized(Buffer.concat(list.map((n) => Buffer.from(`${n}\0`))), size);
+    },
+    async [OP.ACCESS](_h, body) {
+      if (body.readUInt32LE(0) & F.W_OK) throw new SnapferryError('E_FS_READ_ONLY', 'read-only', {}, ExitCode.failure);
+      return [];
+    },
+    async [OP.FLUSH]() {
+      return [];
+    },
+    async [OP.FSYNC]() {
+      return [];
+    },
+    async [OP.FSYNCDIR]() {
+      return [];
+    },
+    async [OP.DESTROY]() {
+      return [];
     },
   };
+
+  /** A getxattr/listxattr answer: the size when asked for it (size 0), ERANGE when it does not fit. */
+  function sized(value: Buffer, size: number): Buffer[] {
+    if (size === 0) {
+      const out = Buffer.alloc(fuse_getxattr_out.SIZE);
+      out.writeUInt32LE(value.length, 0);
+      return [out];
+    }
+    if (value.length > size) throw new SnapferryError('E_RANGE', 'xattr larger than the buffer', {}, ExitCode.failure);
+    return [value];
+  }
+
+  /**
+   * One READDIR(PLUS) reply: entries from the handle's offset on, as many as fit `size` bytes. A
+   * request for another offset than the handle's next one (seekdir, rewinddir) restarts the
+   * listing and skips to it.
+   */
+  async function readdir(h: FuseInHeader, body: Buffer, plus: boolean): Promise<Buffer> {
+    const r = parseReadIn(body);
+    const d = dirs.get(r.fh);
+    if (!d) throw new SnapferryError('E_FS_BAD_HANDLE', `no directory handle ${r.fh}`, {}, ExitCode.failure);
+    // one request at a time per handle: the iterator is shared
+    const prev = d.busy;
+    let release!: () => void;
+    d.busy = new Promise((res) => (release = res));
+    await prev;
+    try {
+      const out = Buffer.alloc(Math.min(r.size, 1 << 20));
+      let used = 0;
+      const want = r.offset + 1; // the offset names the last entry read; the next one is offset+1
+      if (want !== d.next) {
+        void d.iter?.return?.();
+        d.iter = null;
+        d.held = null;
+        d.next = 1;
+      }
+      const dirId = h.nodeid;
+      const recSize = (nameLen: number): number => direntAlign((plus ? FUSE_NAME_OFFSET_DIRENTPLUS : FUSE_NAME_OFFSET) + nameLen);
+      // '.' and '..' first (entries 1 and 2)
+      for (const [pos, name] of [
+        [1, DOT],
+        [2, DOTDOT],
+      ] as const) {
+        if (d.next !== pos) continue;
+        const need = recSize(name.length);
+        if (used + need > out.length) return out.subarray(0, used);
+        if (plus) {
+          writeEntryOut(out, used, 0, 0, null); // nodeid 0: the kernel does not instantiate it
+          used += fuse_entry_out.SIZE;
+          used += writeDirent(out, used, dirId, pos, S_IF.dir >> 12, name) ;
+        } else used += writeDirent(out, used, dirId, pos, S_IF.dir >> 12, name);
+        d.next++;
+      }
+      d.iter ??= tree.readdir(d.node)[Symbol.asyncIterator]();
+      // skip to the wanted offset after a seek
+      while (d.next < want) {
+        if (d.held) d.held = null;
+        else if ((await d.iter.next()).done) return out.subarray(0, used);
+        d.next++;
+      }
+      for (;;) {
+        // a batch of entries that fit, stat'ed together when plus
+        const batch: { e: TreeEntry; name: Buffer }[] = [];
+        let room = out.length - used;
+        while (batch.length < STAT_AHEAD) {
+          let e = d.held;
+          d.held = null;
+          if (!e) {
+            const n = await d.iter.next();
+            if (n.done) break;
+            e = n.value;
+          }
+          const name = Buffer.from(e.name, 'utf8');
+          const rawName = e.rawName ?? name;
+          const need = recSize(rawName.length);
+          if (need > room) {
+            d.held = e;
+            break;
+          }
+          room -= need;
+          batch.push({ e, name: rawName });
+        }
+        if (batch.length === 0) return out.subarray(0, used);
+        const attrs = plus ? await Promise.all(batch.map((b) => attrOf(b.e.node).catch(() => null))) : [];
+        for (const [i, b] of batch.entries()) {
+          const id = tree.ino(b.e.node);
+          remember(dirId, b.e.name, id);
+          d.next++;
+          if (plus) {
+            const a = attrs[i] ?? null;
+            // an entry whose stat failed goes without attributes: its LOOKUP then answers the error
+            writeEntryOut(out, used, a ? id : 0, ATTR_VALID_S, a);
+            used += fuse_entry_out.SIZE;
+          }
+          used += writeDirent(out, used, id, d.next - 1, S_IF[b.e.type] >> 12, b.name);
+        }
+        if (d.held) return out.subarray(0, used);
+      }
+    } finally {
+      release();
+    }
+  }
+
+  const writes = new Set<number>([OP.SETATTR, OP.SYMLINK, OP.MKNOD, OP.MKDIR, OP.UNLINK, OP.RMDIR, OP.RENAME, OP.LINK, OP.WRITE, OP.SETXATTR, OP.REMOVEXATTR, OP.CREATE, OP.FALLOCATE, OP.RENAME2, OP.TMPFILE, OP.COPY_FILE_RANGE]);
+
+  const onRequest = (h: FuseInHeader, body: Buffer): void => {
+    // no reply is expected to these
+    if (h.opcode === OP.FORGET || h.opcode === OP.BATCH_FORGET || h.opcode === OP.INTERRUPT) return;
+    if (writes.has(h.opcode)) return session.reply(h.unique, -E.EROFS);
+    const fn = handlers[h.opcode];
+    if (!fn) return session.reply(h.unique, -E.ENOSYS);
+    fn(h, body).then(
+      (payload) => {
+        if (payload) session.reply(h.unique, 0, ...payload);
+      },
+      (err) => {
+        const e = toSnapferryError(err);
+        if (e.code === 'E_FS_READ_ONLY') return session.reply(h.unique, -E.EROFS);
+        if (e.code === 'E_RANGE') return session.reply(h.unique, -E.ERANGE);
+        if (e.code === 'E_TOO_MANY_OPEN') return session.reply(h.unique, -E.EMFILE);
+        session.reply(h.unique, fail(opName(h.opcode), h.nodeid, e));
+      },
+    );
+  };
+
+  session = await FuseSession.mount(mountPoint, { fsname: `snapferry:${process.pid}`, subtype: 'snapferry', allowOther: opts.allowOther === true }, onRequest);
+  await Promise.race([initialised, session.closed]);
+  return {
+    mountPoint,
+    errorCounts,
+    closed: session.closed,
+    unmount: () => session.unmount(),
+  };
+}
+
+function opName(op: number): string {
+  for (const [k, v] of Object.entries(OP)) if (v === op) return k.toLowerCase();
+  return `op${op}`;
 }

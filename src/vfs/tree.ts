@@ -12,7 +12,8 @@
  *
  * Inode numbers are unique across the tree: a volume's file keeps its filesystem's inode number in
  * the low VFS_INO_BITS bits (so hard links share one) and the volume's slot above them; the tree's
- * own directories and info files take slot 0.
+ * own directories and info files take slot 0 (root 1, then two per disk). nodeOf() turns a number
+ * back into its node, so a consumer (the FUSE mount's node ids) needs no table of its own.
  */
 import { basename } from 'node:path';
 import { openDisk, type OpenDiskOptions } from '../disk/open.js';
@@ -24,10 +25,10 @@ import { S_IF } from '../fs/types.js';
 import { ExitCode, SnapferryError, toSnapferryError } from '../util/errors.js';
 import { PathNotFoundError, NotADirectoryError, MAX_PATH_COMPONENTS } from '../fs/path.js';
 
-/** Bits of a tree inode number that carry the filesystem's own inode number. */
-export const VFS_INO_BITS = 27;
-/** Volume slots: a tree inode number fits in 32 bits (what fuse-native passes to the kernel). */
-export const VFS_MAX_SLOTS = 31;
+/** Bits of a tree inode number that carry the filesystem's own inode number (ext: 32; NTFS: 48, in practice far fewer). */
+export const VFS_INO_BITS = 44;
+/** Volume slots: slot * 2^44 + inode stays an exact JavaScript number (< 2^53). */
+export const VFS_MAX_SLOTS = 511;
 /** Disks a tree may hold (a VM has at most a few dozen). */
 export const VFS_MAX_DISKS = 256;
 /** Paths remembered (path → node) so that a walk does not resolve every path from the root. */
@@ -100,6 +101,8 @@ export interface TreeStat extends Stat {
 
 export interface TreeEntry {
   name: string;
+  /** The exact bytes of a name that is not UTF-8 (ext). */
+  rawName?: Buffer;
   type: FileType;
   node: TreeNode;
 }
@@ -115,9 +118,11 @@ export interface TreeStatfs {
 
 export class TreeError extends SnapferryError {}
 
+const SLOT = 2 ** VFS_INO_BITS;
+
 function treeFsIno(slot: number, ino: number): number {
-  // ino mod 2^27: a filesystem with more inodes than that may see two of them share a tree number
-  return slot * 2 ** VFS_INO_BITS + (ino % 2 ** VFS_INO_BITS);
+  if (!Number.isSafeInteger(ino) || ino < 0 || ino >= SLOT) throw new TreeError('E_VFS_INO', `inode number ${ino} does not fit the tree's ${VFS_INO_BITS} bits`, { ino, slot }, ExitCode.corrupt);
+  return slot * SLOT + ino;
 }
 
 function nameOf(path: string): string {
@@ -134,7 +139,11 @@ export class VmTree {
   private readonly pathCache = new Map<string, TreeNode>();
   readonly openedAt = BigInt(Date.now()) * 1_000_000n;
 
-  private constructor(readonly disks: TreeDisk[]) {}
+  private readonly bySlot = new Map<number, TreeVolume>();
+
+  private constructor(readonly disks: TreeDisk[]) {
+    for (const d of disks) for (const v of d.volumes) this.bySlot.set(v.slot, v);
+  }
 
   /**
    * Opens every disk and every volume's filesystem. A disk that cannot be opened fails the whole
@@ -303,6 +312,23 @@ export class VmTree {
     }
   }
 
+  /** The node whose ino() is `id`, or null when no node has it. */
+  nodeOf(id: number): TreeNode | null {
+    if (!Number.isSafeInteger(id) || id < 1) return null;
+    if (id < SLOT) {
+      if (id === 1) return { kind: 'root' };
+      const disk = this.disks[Math.floor((id - 2) / 2)];
+      if (!disk) return null;
+      return id % 2 === 0 ? { kind: 'disk', disk } : { kind: 'info', disk };
+    }
+    const slot = Math.floor(id / SLOT);
+    const ino = id - slot * SLOT;
+    const volume = this.bySlot.get(slot);
+    if (!volume) return null;
+    if (!volume.fs) return ino === 0 ? { kind: 'unreadable', volume } : null;
+    return ino === 0 ? null : { kind: 'fs', volume: volume as TreeVolume & { fs: FileSystem }, ino };
+  }
+
   async stat(node: TreeNode): Promise<TreeStat> {
     if (node.kind === 'fs') {
       const st = await node.volume.fs.stat(node.ino);
@@ -327,7 +353,11 @@ export class VmTree {
         for (const v of node.disk.volumes) yield { name: v.name, type: 'dir', node: v.fs ? { kind: 'fs', volume: v as TreeVolume & { fs: FileSystem }, ino: v.fs.rootIno } : { kind: 'unreadable', volume: v } };
         return;
       case 'fs':
-        for await (const e of node.volume.fs.readdir(node.ino)) yield { name: e.name, type: e.type, node: { kind: 'fs', volume: node.volume, ino: e.ino } };
+        for await (const e of node.volume.fs.readdir(node.ino)) {
+          const entry: TreeEntry = { name: e.name, type: e.type, node: { kind: 'fs', volume: node.volume, ino: e.ino } };
+          if (e.rawName) entry.rawName = e.rawName;
+          yield entry;
+        }
         return;
       case 'unreadable':
         return;

@@ -8,7 +8,6 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { createReadStream } from 'node:fs';
 import { lstat, readdir, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
 
 export interface SeenEntry {
   type: string;
@@ -17,9 +16,9 @@ export interface SeenEntry {
   gid: number;
   size: number;
   nlink: number;
-  /** Milliseconds: what fuse-native carries (the readers keep 100 ns / 1 ns; see src/mount/fuse.ts). */
-  mtimeMs: number;
-  ctimeMs: number;
+  /** Nanoseconds since the epoch, as decimal strings (lstat with bigint: the full precision a mount gives). */
+  mtimeNs: string;
+  ctimeNs: string;
   ino: number;
   rdev: number;
   target?: string;
@@ -31,15 +30,22 @@ export interface SeenEntry {
 
 export interface SeenTree {
   entries: Map<string, SeenEntry>;
-  /** Names that are not valid UTF-8 (fuse-native passes names as JS strings): not compared, counted. */
+  /** Paths with a name that is not valid UTF-8 (compared like the others, keyed with \xNN escapes): counted. */
   nonUtf8: string[];
+}
+
+/** A path's bytes as a map key: UTF-8 as it is, any other byte as \xNN. */
+function keyOf(raw: Buffer): string {
+  const text = raw.toString('utf8');
+  if (Buffer.from(text, 'utf8').equals(raw)) return text;
+  return [...raw].map((b) => (b >= 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\x${b.toString(16).padStart(2, '0')}`)).join('');
 }
 
 function typeOf(st: { isFile(): boolean; isDirectory(): boolean; isSymbolicLink(): boolean; isBlockDevice(): boolean; isCharacterDevice(): boolean; isFIFO(): boolean }): string {
   return st.isFile() ? 'file' : st.isDirectory() ? 'dir' : st.isSymbolicLink() ? 'symlink' : st.isBlockDevice() ? 'blockdev' : st.isCharacterDevice() ? 'chardev' : st.isFIFO() ? 'fifo' : 'socket';
 }
 
-async function sha256Of(path: string): Promise<string> {
+async function sha256Of(path: Buffer): Promise<string> {
   const h = createHash('sha256');
   for await (const c of createReadStream(path)) h.update(c as Buffer);
   return h.digest('hex');
@@ -48,12 +54,14 @@ async function sha256Of(path: string): Promise<string> {
 /** getfattr -R of a whole tree: path (relative) → name → hex value. */
 function xattrsOf(root: string, dropNames: Set<string>): Map<string, Record<string, string>> {
   const out = new Map<string, Record<string, string>>();
-  const text = execFileSync('getfattr', ['-R', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], { encoding: 'utf8', maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'ignore'] });
+  const text = execFileSync('getfattr', ['-R', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], { encoding: 'latin1', maxBuffer: 1 << 30, stdio: ['ignore', 'pipe', 'ignore'] });
   let cur: Record<string, string> | undefined;
+  const rootKey = keyOf(Buffer.from(root));
   for (const line of text.split('\n')) {
     if (line.startsWith('# file: ')) {
-      const p = line.slice(8).replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-      const rel = p === root ? '/' : p.slice(root.length);
+      // getfattr prints the path's bytes, escaping some as \ooo: back to bytes, then to our key
+      const p = keyOf(Buffer.from(line.slice(8).replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))), 'latin1'));
+      const rel = p === rootKey ? '/' : p.slice(rootKey.length);
       cur = {};
       out.set(rel, cur);
     } else if (cur && line.includes('=')) {
@@ -69,27 +77,26 @@ export async function seeTree(root: string, opts: { skip?: (rel: string) => bool
   const entries = new Map<string, SeenEntry>();
   const nonUtf8: string[] = [];
   const xattrs = xattrsOf(root, new Set(opts.dropXattrs ?? []));
-  const visit = async (rel: string): Promise<void> => {
-    const abs = rel === '/' ? root : join(root, rel);
-    const st = await lstat(abs);
+  const visit = async (rel: string, abs: Buffer): Promise<void> => {
+    const st = await lstat(abs, { bigint: true });
     const type = typeOf(st);
     const e: SeenEntry = {
       type,
-      mode: st.mode,
-      uid: st.uid,
-      gid: st.gid,
-      size: type === 'dir' ? 0 : st.size,
-      nlink: st.nlink,
-      mtimeMs: Math.floor(st.mtimeMs),
-      ctimeMs: Math.floor(st.ctimeMs),
-      ino: st.ino,
-      rdev: st.rdev,
+      mode: Number(st.mode),
+      uid: Number(st.uid),
+      gid: Number(st.gid),
+      size: type === 'dir' ? 0 : Number(st.size),
+      nlink: Number(st.nlink),
+      mtimeNs: String(st.mtimeNs),
+      ctimeNs: String(st.ctimeNs),
+      ino: Number(st.ino),
+      rdev: Number(st.rdev),
       xattrs: xattrs.get(rel) ?? {},
     };
     if (type === 'symlink') {
       // Links into the mount itself (ntfs-3g's junctions, ours too) name their mount point: compare
       // them relative to it, size included.
-      const target = await readlink(abs);
+      const target = keyOf(await readlink(abs, { encoding: 'buffer' }));
       e.target = target === root || target.startsWith(`${root}/`) ? `<mount>${target.slice(root.length)}` : target;
       if (e.target !== target) e.size = e.size - Buffer.byteLength(root) + Buffer.byteLength('<mount>');
     }
@@ -104,17 +111,14 @@ export async function seeTree(root: string, opts: { skip?: (rel: string) => bool
     if (type !== 'dir') return;
     const names = await readdir(abs, { encoding: 'buffer' });
     for (const raw of names.sort(Buffer.compare)) {
-      const name = raw.toString('utf8');
+      const name = keyOf(raw);
       const child = rel === '/' ? `/${name}` : `${rel}/${name}`;
-      if (!Buffer.from(name, 'utf8').equals(raw)) {
-        nonUtf8.push(child);
-        continue;
-      }
+      if (name !== raw.toString('utf8')) nonUtf8.push(child);
       if (opts.skip?.(child)) continue;
-      await visit(child);
+      await visit(child, Buffer.concat([abs, Buffer.from('/'), raw]));
     }
   };
-  await visit('/');
+  await visit('/', Buffer.from(root));
   return { entries, nonUtf8 };
 }
 
@@ -124,7 +128,7 @@ export function diffTrees(found: SeenTree, wanted: SeenTree, opts: { ignoreField
   const limit = opts.limit ?? 20;
   for (const rel of wanted.entries.keys()) if (!found.entries.has(rel)) out.push(`${rel}: missing`);
   for (const rel of found.entries.keys()) if (!wanted.entries.has(rel)) out.push(`${rel}: not in the oracle`);
-  const fields = ['type', 'mode', 'uid', 'gid', 'size', 'nlink', 'mtimeMs', 'ctimeMs', 'rdev', 'target', 'sha256', 'readError', 'xattrs'] as const;
+  const fields = ['type', 'mode', 'uid', 'gid', 'size', 'nlink', 'mtimeNs', 'ctimeNs', 'rdev', 'target', 'sha256', 'readError', 'xattrs'] as const;
   for (const [rel, w] of wanted.entries) {
     const f = found.entries.get(rel);
     if (!f) continue;
