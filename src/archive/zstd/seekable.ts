@@ -370,7 +370,8 @@ export class ZstdSeekableReader implements RandomAccess {
   private readonly cache: ByteLru<number, Buffer>;
   private readonly loading = new Map<number, Promise<Buffer>>();
   private readonly readAhead: boolean;
-  private lastEnd = -1;
+  /** End of the previous read; a read starting there is sequential (a reader starting at 0 is too). */
+  private lastEnd = 0;
   private readonly counters: ZstdReaderStats = { framesDecoded: 0, compressedBytesFetched: 0, cacheHits: 0 };
 
   private constructor(
