@@ -5,6 +5,7 @@
  *   write: tar bytes → ZstdSeekableSink → AgeSink → inner (a store's sink)
  *   read:  file (RandomAccess) → AgeReader → ZstdSeekableReader → tar bytes
  */
+import type { X25519Identity } from './age/keys.js';
 import type { ByteSink, RandomAccess } from './types.js';
 import { AgeSink, type AgeSinkStats } from './age/writer.js';
 import { AgeReader, type AgeReaderStats } from './age/reader.js';
@@ -62,7 +63,7 @@ export interface ArchiveReaderStats {
 
 export type ArchiveReader = RandomAccess & { readonly frames: number; stats(): ArchiveReaderStats };
 
-export async function openArchiveReader(file: RandomAccess, identities: string[], opts: ArchiveReaderOptions = {}): Promise<ArchiveReader> {
+export async function openArchiveReader(file: RandomAccess, identities: readonly (string | X25519Identity)[], opts: ArchiveReaderOptions = {}): Promise<ArchiveReader> {
   let bytesFetched = 0;
   let reads = 0;
   const counted: RandomAccess = {

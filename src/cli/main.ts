@@ -34,6 +34,13 @@ Usage:
   snapferry mount DISK... MNT [--foreground] [--allow-other] [--log FILE]
                                           every disk, volume and file as one read-only FUSE tree
   snapferry umount MNT                    stop a mount (its process unmounts and exits)
+  snapferry backup DISK... --repo REPO --recipient AGE1... [--incremental|--differential] [--json]
+                                          the files of every volume, as one encrypted archive in REPO
+  snapferry snapshots --repo REPO [--json]  the backups in REPO, oldest first, with their ids
+  snapferry restore --repo REPO ID [PATH...] --identity KEYFILE --target DIR|-
+                                          files (or everything) of backup ID ('latest', or an id prefix)
+  snapferry verify --repo REPO [ID] --identity KEYFILE
+                                          read a backup end to end; name the archive and entry of any damage
   snapferry --help | --version
 
 DISK is a raw image, a block device (/dev/sdX), a VMDK (descriptor or sparse file; the top of a
@@ -76,6 +83,27 @@ nlink, mtime, target, sha256, ino; pathHex when the name is not UTF-8; error whe
 not be read, which also makes the exit code 1). stat --json gives times as ISO strings and as exact
 nanoseconds. Filesystem notes (journal replayed, dirty, hibernated) go to stderr in text mode.
 
+Backups: REPO is a directory or sftp://user@host[:port]/path (an absolute path; /~/path is relative to
+the login's home). SFTP uses --ssh-key F, else ssh-agent, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa,
+and checks the host key against ~/.ssh/known_hosts (--accept-new-host-key records a first one, as
+OpenSSH's accept-new does). A location with no repository yet becomes one. Each backup writes
+archives/ID.tar.zst.age (PAX tar, zstd frames, age), its encrypted index and a plaintext manifest
+with no file names. Without snapferry: age -d -i KEY archives/ID.tar.zst.age | zstd -d | tar -x.
+Backups need only public keys (--recipient, --recipients-file); reading one needs the identity.
+  --recipient AGE1...     encrypt to this age X25519 recipient (repeatable)
+  --recipients-file F     one recipient per line
+  --full | --incremental | --differential   what to store: everything (the default), the files
+                          changed since the last backup, or since the last full one (from the local
+                          state in --state-dir; without it the backup is full)
+  --include TREEPATH      back up only this subtree: <disk>/<volume>[/path] (repeatable)
+  --exclude GLOB          leave out paths inside a volume matching GLOB (* ? **; no '/': any depth)
+  --no-default-excludes   keep pagefile.sys, hiberfil.sys, swapfile.sys, proc/, sys/, run/, tmp/ ...
+  --state-dir DIR         where incremental state lives (default /var/lib/snapferry/state as root)
+  --vm NAME               the VM's name in manifests (default: the first DISK's file name)
+  --identity KEYFILE      restore/verify: the age identity file (- for stdin)
+  --target DIR|-          restore: where to write (created); - writes one file's bytes to stdout
+  --overwrite             restore: replace existing files
+Restore never writes outside DIR: absolute paths, '..' and paths through symlinks are refused.
 Exit codes:
   0 success   1 failure   2 usage error   3 source not found   4 corrupt input
   5 unsupported format   6 chain error (missing parent, CID mismatch, cycle, too deep)
@@ -93,6 +121,11 @@ Examples:
   snapferry cat vm2/vm2.vmx p2/file.txt:Zone.Identifier   an NTFS named stream
   snapferry stat --json vm1/vm1.vmx p1/home/alice
   snapferry mount vm1/vm1.vmx /mnt/vm1 && ls /mnt/vm1/scsi0:0/p1/etc && snapferry umount /mnt/vm1
+  snapferry backup vm1/vm1.vmx --repo sftp://backup@nas/srv/snapferry --recipient age1...
+  snapferry backup vm1/vm1.vmx --repo /backups --recipients-file keys.txt --incremental
+  snapferry snapshots --repo /backups
+  snapferry restore --repo /backups latest scsi0:0/p1/etc --identity key.txt --target /tmp/r
+  snapferry restore --repo /backups latest scsi0:0/p1/etc/hostname --identity key.txt --target -
 `;
 
 const options = {
@@ -112,6 +145,22 @@ const options = {
   foreground: { type: 'boolean' },
   'allow-other': { type: 'boolean' },
   log: { type: 'string' },
+  repo: { type: 'string' },
+  recipient: { type: 'string', multiple: true },
+  'recipients-file': { type: 'string' },
+  include: { type: 'string', multiple: true },
+  exclude: { type: 'string', multiple: true },
+  'no-default-excludes': { type: 'boolean' },
+  full: { type: 'boolean' },
+  incremental: { type: 'boolean' },
+  differential: { type: 'boolean' },
+  'state-dir': { type: 'string' },
+  vm: { type: 'string' },
+  identity: { type: 'string' },
+  target: { type: 'string' },
+  overwrite: { type: 'boolean' },
+  'ssh-key': { type: 'string' },
+  'accept-new-host-key': { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
 export interface CommonOptions {
@@ -176,6 +225,42 @@ export async function main(argv: string[]): Promise<number> {
       case 'umount':
         if (rest.length !== 1) throw new UsageError('umount takes the mount point MNT');
         return await (await import('./mount.js')).umountCommand(rest[0]!, common);
+      case 'backup':
+      case 'snapshots':
+      case 'restore':
+      case 'verify': {
+        const repo = { ...common, ...(values.repo !== undefined ? { repo: values.repo } : {}), ...(values['ssh-key'] !== undefined ? { sshKey: values['ssh-key'] } : {}), acceptNewHostKey: values['accept-new-host-key'] === true };
+        const cli = await import('./backup.js');
+        if (command === 'snapshots') {
+          if (rest.length) throw new UsageError('snapshots takes no arguments');
+          return await cli.snapshotsCommand(repo);
+        }
+        if (command === 'backup') {
+          if (rest.length < 1) throw new UsageError('backup takes one or more DISKs (or a .vmx)');
+          const kinds = (['full', 'incremental', 'differential'] as const).filter((k) => values[k]);
+          if (kinds.length > 1) throw new UsageError('--full, --incremental and --differential exclude each other');
+          return await cli.backupCommand(rest, {
+            ...repo,
+            recipients: values.recipient ?? [],
+            ...(values['recipients-file'] !== undefined ? { recipientsFile: values['recipients-file'] } : {}),
+            includes: values.include ?? [],
+            excludes: values.exclude ?? [],
+            defaultExcludes: !values['no-default-excludes'],
+            kind: kinds[0] ?? 'full',
+            ...(values['state-dir'] !== undefined ? { stateDir: values['state-dir'] } : {}),
+            ...(values.vm !== undefined ? { vm: values.vm } : {}),
+            replay: !values['no-replay'],
+            version,
+          });
+        }
+        const ro = { ...repo, ...(values.identity !== undefined ? { identity: values.identity } : {}), ...(values.target !== undefined ? { target: values.target } : {}), overwrite: values.overwrite === true };
+        if (command === 'verify') {
+          if (rest.length > 1) throw new UsageError('verify takes at most one archive ID');
+          return await cli.verifyCommand(rest[0], ro);
+        }
+        if (rest.length < 1) throw new UsageError('restore takes an archive ID (or latest) and optional PATHs');
+        return await cli.restoreCommand(rest[0]!, rest.slice(1), ro);
+      }
       default:
         throw new UsageError(`unknown command '${command}' (see snapferry --help)`);
     }

@@ -11,10 +11,10 @@ import { closeSync, existsSync, openSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ExitCode, SnapferryError, toSnapferryError } from '../util/errors.js';
-import { VmTree, type TreeSource } from '../vfs/tree.js';
+import { VmTree } from '../vfs/tree.js';
 import { detach, isStale, mountAt, snapferryPid } from '../mount/mountinfo.js';
 import type { CommonOptions } from './main.js';
-import { diskOptions, expandSources } from './sources.js';
+import { diskOptions, treeSources } from './sources.js';
 
 /** The child's end of the ready pipe, when it was started by a background `mount`. */
 const READY_FD_ENV = 'SNAPFERRY_MOUNT_READY_FD';
@@ -70,10 +70,6 @@ export function prepareMountPoint(mnt: string): string | undefined {
   return undefined;
 }
 
-async function treeSources(args: string[]): Promise<TreeSource[]> {
-  const named = await expandSources(args);
-  return named.map((s) => (s.id !== undefined ? { path: s.path, name: s.id } : { path: s.path }));
-}
 
 function summary(tree: VmTree, mnt: string, log: string | undefined): Record<string, unknown> {
   return {

@@ -3,6 +3,7 @@ import { openDisk, type OpenDiskOptions } from '../disk/open.js';
 import { readVmx } from '../disk/vmx.js';
 import type { Disk } from '../disk/types.js';
 import type { CommonOptions } from './main.js';
+import type { TreeSource } from '../vfs/tree.js';
 
 export interface NamedSource {
   /** What the user named (a disk path, or the .vmx). */
@@ -36,4 +37,10 @@ export async function withDisk<T>(path: string, o: CommonOptions, fn: (disk: Dis
   } finally {
     await disk.close();
   }
+}
+
+/** The DISK arguments as the unified tree's sources: a .vmx's disks named by their device ids. */
+export async function treeSources(args: string[]): Promise<TreeSource[]> {
+  const named = await expandSources(args);
+  return named.map((s) => (s.id !== undefined ? { path: s.path, name: s.id } : { path: s.path }));
 }

@@ -1,0 +1,426 @@
+/**
+ * A file-level backup: walk a VM's tree (src/vfs) in tree order and stream one archive — PAX tar,
+ * zstd frames, age — to a store, with its index beside it and the manifest last.
+ *
+ * Incrementals and differentials compare each entry with the local state (state.ts): a regular
+ * file whose type, size, mtime and ctime are unchanged is not stored again; its index line points
+ * at the archive that holds it. Directories, links and the like are always stored (a header each),
+ * so extracting any one archive with stock tar recreates its tree. Every index lists every entry
+ * present, so a restore point knows what was deleted.
+ */
+import { createHash } from 'node:crypto';
+import type { VmTree, TreeNode, TreeVolume } from '../vfs/tree.js';
+import { INFO_XATTR } from '../vfs/tree.js';
+import type { FileSystem, FileType } from '../fs/types.js';
+import type { Store, PutHandle } from '../store/types.js';
+import { openArchiveSink, type ArchiveSink } from '../archive/stack.js';
+import { TarWriter, type TarEntry } from '../archive/tar/writer.js';
+import { INDEX_FORMAT, INDEX_VERSION, encodeIndexLine, type IndexEntry } from '../archive/index.js';
+import { ExitCode, SnapferryError, toSnapferryError } from '../util/errors.js';
+import { archiveName, ensureRepository, indexName, newArchiveId, readManifest, recipientFingerprint, writeManifest, type BackupKind, type Manifest } from './repo.js';
+import { StateCursor, StateWriter, statePaths } from './state.js';
+import type { Selector } from './select.js';
+
+/** Bytes read from a file per request. */
+const READ_CHUNK = 1 << 20;
+/** Extended attributes of one entry stored in its PAX header at most (the rest is reported). */
+export const MAX_XATTR_BYTES = 512 * 1024;
+/** Extents of one file examined for holes at most (more: stored dense). */
+const MAX_SPARSE_EXTENTS = 65536;
+/** Hard-linked inodes remembered to link later paths to the first (past this: stored again). */
+const MAX_LINKED_INODES = 1 << 20;
+
+export interface BackupOptions {
+  store: Store;
+  vm: string;
+  recipients: string[];
+  kind: 'full' | 'incremental' | 'differential';
+  /** Tree paths (<disk>/<volume>[/path]) to take; empty: everything. */
+  includes: string[];
+  selector: Selector;
+  stateDir: string;
+  frameSize?: number;
+  version: string;
+  onProgress?: (p: BackupProgress) => void;
+  onWarning?: (w: { path: string; code: string; message: string }) => void;
+}
+
+export interface BackupProgress {
+  /** Regular files present (hard links counted once per path). */
+  files: number;
+  /** Files whose data this archive stores. */
+  stored: number;
+  entries: number;
+  bytesRead: number;
+  bytesStored: number;
+  unchanged: number;
+  errors: number;
+  path: string;
+}
+
+export interface BackupSummary extends BackupProgress {
+  id: string;
+  kind: BackupKind;
+  parent?: string;
+  archiveBytes: number;
+  indexBytes: number;
+  durationMs: number;
+  notes: string[];
+}
+
+export class BackupError extends SnapferryError {}
+
+interface Linked {
+  path: string;
+  storedHere: boolean;
+  loc: Pick<IndexEntry, 'archive' | 'header' | 'data' | 'sha256'>;
+}
+
+function tarType(t: FileType): TarEntry['type'] | null {
+  switch (t) {
+    case 'file':
+    case 'dir':
+    case 'symlink':
+    case 'chardev':
+    case 'blockdev':
+    case 'fifo':
+      return t;
+    default:
+      return null; // sockets: tar has no type for them (GNU tar skips them too)
+  }
+}
+
+function isUtf8(b: Buffer): boolean {
+  return Buffer.from(b.toString('utf8'), 'utf8').equals(b);
+}
+
+export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupSummary> {
+  const started = Date.now();
+  const notes: string[] = [];
+  await ensureRepository(o.store);
+
+  // The state to compare with, and whether its archive is still in the repository.
+  const paths = statePaths(o.stateDir, o.store.url, o.vm);
+  let kind: BackupKind = o.kind;
+  let cursor: StateCursor | null = null;
+  if (kind !== 'full') {
+    cursor = await StateCursor.open(kind === 'incremental' ? paths.last : paths.full);
+    if (cursor?.header) {
+      try {
+        await readManifest(o.store, cursor.header.archive);
+      } catch {
+        notes.push(`the state's archive ${cursor.header.archive} is not in the repository: this backup is full`);
+        cursor = null;
+      }
+    } else {
+      notes.push(`no local state for ${o.vm} in ${o.store.url}: this backup is full`);
+      cursor = null;
+    }
+    if (!cursor) kind = 'full';
+  }
+  const parent = cursor?.header?.archive;
+
+  const id = newArchiveId();
+  const puts: PutHandle[] = [];
+  let state: StateWriter | null = null;
+  try {
+    const archivePut = await o.store.put(archiveName(id));
+    puts.push(archivePut);
+    const indexPut = await o.store.put(indexName(id));
+    puts.push(indexPut);
+    const sinkOpts = { recipients: o.recipients, ...(o.frameSize ? { frameSize: o.frameSize } : {}) };
+    const archive: ArchiveSink = openArchiveSink(archivePut, sinkOpts);
+    const index: ArchiveSink = openArchiveSink(indexPut, sinkOpts);
+    const tar = new TarWriter(archive);
+    state = await StateWriter.create(o.stateDir, { format: 'snapferry-state', version: 1, repo: o.store.url, vm: o.vm, archive: id, kind });
+    await index.write(encodeIndexLine({ format: INDEX_FORMAT, version: INDEX_VERSION, archive: id }));
+
+    const p: BackupProgress = { files: 0, stored: 0, entries: 0, bytesRead: 0, bytesStored: 0, unchanged: 0, errors: 0, path: '' };
+    const needs = new Set<string>();
+    const linked = new Map<string, Linked>();
+    let lastReport = 0;
+    const report = (path: string): void => {
+      p.path = path;
+      const now = Date.now();
+      if (o.onProgress && now - lastReport >= 250) {
+        lastReport = now;
+        p.bytesStored = archive.stats().bytesOut;
+        o.onProgress({ ...p });
+      }
+    };
+    const warn = (path: string, err: unknown): { code: string; message: string } => {
+      const e = toSnapferryError(err);
+      p.errors++;
+      o.onWarning?.({ path, code: e.code, message: e.message });
+      return { code: e.code, message: e.message };
+    };
+
+    const record = async (e: IndexEntry): Promise<void> => {
+      const line = encodeIndexLine(e);
+      await index.write(line);
+      await state!.add(e);
+      p.entries++;
+    };
+
+    const storeEntry = async (volume: TreeVolume & { fs: FileSystem }, node: TreeNode & { kind: 'fs' }, pathBytes: Buffer, st: Awaited<ReturnType<VmTree['stat']>>): Promise<void> => {
+      const path = pathBytes.toString('utf8');
+      const base: IndexEntry = {
+        path,
+        type: st.type,
+        mode: st.mode & 0o7777,
+        uid: st.uid,
+        gid: st.gid,
+        size: st.type === 'dir' ? 0 : st.size,
+        nlink: st.nlink,
+        mtimeNs: String(st.mtimeNs),
+        ctimeNs: String(st.ctimeNs),
+        atimeNs: String(st.atimeNs),
+      };
+      if (!isUtf8(pathBytes)) base.pathB64 = pathBytes.toString('base64');
+      const tt = tarType(st.type);
+      if (!tt) {
+        base.error = { code: 'E_BACKUP_SOCKET', message: 'a socket has no place in a tar archive (GNU tar skips them too)' };
+        return record(base);
+      }
+      const entry: TarEntry = { path: pathBytes, type: tt, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtimeNs: st.mtimeNs, atimeNs: st.atimeNs, ctimeNs: st.ctimeNs };
+      if (tt === 'chardev' || tt === 'blockdev') {
+        const rdev = st.rdev ?? 0;
+        entry.devMajor = Math.floor(rdev / 256) & 0xfff;
+        entry.devMinor = (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
+      }
+      if (tt === 'symlink') {
+        const target = await tree.readlink(node);
+        entry.linkTarget = target;
+        base.target = target;
+      }
+      // xattrs (NTFS streams and attributes, ext xattrs), bounded per entry
+      const names = (await tree.listxattr(node)).filter((n) => n !== INFO_XATTR);
+      if (names.length) {
+        const xattrs: Array<[string, Buffer]> = [];
+        let total = 0;
+        for (const n of names) {
+          const v = await tree.getxattr(node, n);
+          if (total + v.length > MAX_XATTR_BYTES) {
+            warn(path, new BackupError('E_BACKUP_XATTR_SIZE', `${path}: extended attribute ${n} (${v.length} bytes) does not fit the ${MAX_XATTR_BYTES}-byte PAX budget; not stored`, { path, name: n }));
+            continue;
+          }
+          total += v.length;
+          xattrs.push([n, v]);
+        }
+        if (xattrs.length) {
+          entry.xattrs = xattrs;
+          base.xattrs = xattrs.map(([n]) => n);
+        }
+      }
+
+      if (tt !== 'file') {
+        const at = await tar.add(entry);
+        base.header = at.headerOffset;
+        base.data = at.dataOffset;
+        return record(base);
+      }
+
+      p.files++;
+      const inoKey = st.nlink > 1 ? `${volume.slot}:${node.ino}` : null;
+      const prevLink = inoKey ? linked.get(inoKey) : undefined;
+      if (prevLink) {
+        // a later path of a hard-linked file: its index line points at the member with the data;
+        // a tar hard link (for stock tar) when that member is in this archive
+        base.link = prevLink.path;
+        Object.assign(base, prevLink.loc);
+        if (prevLink.storedHere) await tar.add({ ...entry, type: 'hardlink', linkTarget: prevLink.path, size: 0 });
+        else if (prevLink.loc.archive) needs.add(prevLink.loc.archive);
+        return record(base);
+      }
+
+      const prev = cursor ? await cursor.find(pathBytes) : null;
+      if (prev && prev.type === 'file' && !prev.error && prev.size === base.size && prev.mtimeNs === base.mtimeNs && prev.ctimeNs === base.ctimeNs && prev.header !== undefined && prev.sha256) {
+        const where = prev.archive ?? cursor!.header!.archive;
+        needs.add(where);
+        base.archive = where;
+        base.header = prev.header;
+        base.data = prev.data!;
+        base.sha256 = prev.sha256;
+        p.unchanged++;
+        if (inoKey && linked.size < MAX_LINKED_INODES) linked.set(inoKey, { path, storedHere: false, loc: { archive: where, header: prev.header, data: prev.data!, sha256: prev.sha256 } });
+        return record(base);
+      }
+
+      // the data: read before the header is written, so an unreadable file (EFS) is reported, not half-stored
+      const size = st.size;
+      const hash = createHash('sha256');
+      let first: Buffer;
+      try {
+        first = size > 0 ? await tree.read(node, 0, Math.min(READ_CHUNK, size)) : Buffer.alloc(0);
+      } catch (err) {
+        base.error = warn(path, err);
+        return record(base);
+      }
+      const segments = await sparseSegments(volume.fs, node.ino, st.size, st.allocatedSize);
+      if (segments) entry.sparse = segments;
+      entry.size = size;
+      let failure: { code: string; message: string } | undefined;
+      const zeros = Buffer.alloc(Math.min(READ_CHUNK, Math.max(1, size)));
+      const readRange = async function* (from: number, to: number): AsyncIterable<Buffer> {
+        for (let off = from; off < to; ) {
+          const n = Math.min(READ_CHUNK, to - off);
+          let b: Buffer;
+          if (off === 0 && first.length === n) b = first;
+          else if (failure) b = zeros.subarray(0, n);
+          else {
+            try {
+              b = await tree.read(node, off, n);
+              if (b.length !== n) throw new BackupError('E_BACKUP_SHORT_READ', `${path}: ${b.length} bytes at ${off}, wanted ${n}`, { path, offset: off });
+            } catch (err) {
+              // the header is out: fill with zeros to keep the archive whole, and say so
+              failure = warn(path, err);
+              b = zeros.subarray(0, n);
+            }
+          }
+          p.bytesRead += n;
+          off += n;
+          yield b;
+        }
+      };
+      async function* body(): AsyncIterable<Buffer> {
+        if (!segments) {
+          for await (const b of readRange(0, size)) {
+            hash.update(b);
+            yield b;
+          }
+          return;
+        }
+        let pos = 0;
+        for (const s of segments) {
+          for (let z = pos; z < s.offset; ) {
+            const n = Math.min(zeros.length, s.offset - z);
+            hash.update(zeros.subarray(0, n));
+            z += n;
+          }
+          for await (const b of readRange(s.offset, s.offset + s.length)) {
+            hash.update(b);
+            yield b;
+          }
+          pos = s.offset + s.length;
+        }
+        for (let z = pos; z < size; ) {
+          const n = Math.min(zeros.length, size - z);
+          hash.update(zeros.subarray(0, n));
+          z += n;
+        }
+      }
+      const at = await tar.add(entry, body());
+      p.stored++;
+      base.header = at.headerOffset;
+      base.data = at.dataOffset;
+      if (failure) base.error = failure;
+      else base.sha256 = hash.digest('hex');
+      if (inoKey && linked.size < MAX_LINKED_INODES) linked.set(inoKey, { path, storedHere: true, loc: { header: base.header, data: base.data, ...(base.sha256 ? { sha256: base.sha256 } : {}) } });
+      report(path);
+      return record(base);
+    };
+
+    // Includes: a path is taken whole when it lies in an include, walked through (alone) when an include lies below it.
+    const incl = o.includes.map((s) => s.replace(/^\/+|\/+$/g, ''));
+    const relation = (path: string): 'in' | 'above' | 'out' => {
+      if (incl.length === 0) return 'in';
+      if (incl.some((i) => path === i || path.startsWith(`${i}/`))) return 'in';
+      if (incl.some((i) => i.startsWith(`${path}/`))) return 'above';
+      return 'out';
+    };
+
+    const walk = async (volume: TreeVolume & { fs: FileSystem }, node: TreeNode & { kind: 'fs' }, pathBytes: Buffer, rel: string): Promise<void> => {
+      const path = pathBytes.toString('utf8');
+      const how = relation(path);
+      if (how === 'out') return;
+      if (o.selector.excluded(rel)) return;
+      let st;
+      try {
+        st = await tree.stat(node);
+      } catch (err) {
+        return record({ path, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, nlink: 0, mtimeNs: '0', ctimeNs: '0', atimeNs: '0', error: warn(path, err) });
+      }
+      await storeEntry(volume, node, pathBytes, st);
+      if (st.type !== 'dir') return;
+      const children: { name: Buffer; ino: number }[] = [];
+      try {
+        for await (const e of tree.readdir(node)) {
+          if (e.node.kind !== 'fs') continue;
+          children.push({ name: e.rawName ?? Buffer.from(e.name, 'utf8'), ino: e.node.ino });
+        }
+      } catch (err) {
+        warn(path, err);
+      }
+      children.sort((a, b) => Buffer.compare(a.name, b.name));
+      for (const c of children) {
+        const childRel = rel === '' ? c.name.toString('utf8') : `${rel}/${c.name.toString('utf8')}`;
+        await walk(volume, { kind: 'fs', volume, ino: c.ino }, Buffer.concat([pathBytes, Buffer.from('/'), c.name]), childRel);
+      }
+    };
+
+    const volumes = tree.volumes().filter((v): v is TreeVolume & { fs: FileSystem } => !!v.fs);
+    // tree order: disks and volumes by name bytes, as everything else
+    volumes.sort((a, b) => Buffer.compare(Buffer.from(`${a.diskName}/${a.name}`), Buffer.from(`${b.diskName}/${b.name}`)));
+    for (const v of tree.volumes()) if (!v.fs) notes.push(`${v.diskName}/${v.name}: not backed up: ${v.error?.message ?? 'no readable filesystem'}`);
+    for (const v of volumes) await walk(v, { kind: 'fs', volume: v, ino: v.fs.rootIno }, Buffer.from(`${v.diskName}/${v.name}`), '');
+
+    const tarEnd = await tar.finish();
+    void tarEnd;
+    await index.end();
+    const archiveBytes = archive.stats().bytesOut;
+    const indexBytes = index.stats().bytesOut;
+    const manifest: Manifest = {
+      format: 'snapferry-manifest',
+      version: 1,
+      id,
+      vm: o.vm,
+      createdAt: new Date(started).toISOString(),
+      kind,
+      ...(parent ? { parent } : {}),
+      needs: [...needs].sort(),
+      recipients: o.recipients.map(recipientFingerprint),
+      files: p.files,
+      bytes: p.bytesRead,
+      storedBytes: p.bytesRead,
+      archive: { name: archiveName(id), size: archiveBytes },
+      index: { name: indexName(id), size: indexBytes },
+      errors: p.errors,
+      durationMs: Date.now() - started,
+      snapferry: o.version,
+    };
+    await writeManifest(o.store, manifest);
+    await state.commit(...(kind === 'full' ? [paths.full, paths.last] : [paths.last]));
+    state = null;
+    p.bytesStored = archiveBytes;
+    return { ...p, id, kind, ...(parent ? { parent } : {}), archiveBytes, indexBytes, durationMs: Date.now() - started, notes };
+  } catch (err) {
+    for (const h of puts) await h.abort().catch(() => {});
+    await state?.discard();
+    throw err;
+  }
+}
+
+/**
+ * A file's data segments when it has holes worth keeping (GNU sparse 1.0), else null. Read from
+ * the filesystem's extent list; unwritten extents read as zeros and count as holes.
+ */
+async function sparseSegments(fs: FileSystem, ino: number, size: number, allocated: number): Promise<Array<{ offset: number; length: number }> | null> {
+  if (size === 0 || allocated >= size) return null;
+  const segs: Array<{ offset: number; length: number }> = [];
+  let n = 0;
+  for await (const e of fs.extents(ino)) {
+    if (++n > MAX_SPARSE_EXTENTS) return null;
+    if (e.state !== 'data') continue;
+    const end = Math.min(size, e.offset + e.length);
+    if (end <= e.offset) continue;
+    const last = segs[segs.length - 1];
+    if (last && last.offset + last.length === e.offset) last.length = end - last.offset;
+    else segs.push({ offset: e.offset, length: end - e.offset });
+  }
+  const data = segs.reduce((s, x) => s + x.length, 0);
+  if (data >= size) return null;
+  // GNU tar ends a sparse map with the file's end
+  return segs;
+}
+
+export { ExitCode };

@@ -1,0 +1,293 @@
+/**
+ * Restore: entries of a backup's index, their bytes fetched as ranges of the archives that hold
+ * them (an incremental's index points into earlier archives), written under a target directory.
+ *
+ * It never writes outside the target (node-tar's lessons): an index path that is absolute, has
+ * `..`, `.` or empty components, or NUL, is refused (E_RESTORE_PATH); every directory on the way
+ * is checked with lstat to be a real directory, never a symlink, so a restored symlink cannot
+ * carry a later file out of the target (E_RESTORE_SYMLINK_ESCAPE); files are created with O_EXCL
+ * under a temporary name and renamed, and an existing file is replaced only with `overwrite`.
+ * Every file's bytes are checked against the index's sha256 before it gets its final name.
+ */
+import { createHash } from 'node:crypto';
+import { constants as F } from 'node:fs';
+import { chmod, lchown, lstat, link, lutimes, mkdir, open, rename, rm, symlink, utimes } from 'node:fs/promises';
+import type { Store } from '../store/types.js';
+import type { X25519Identity } from '../archive/age/keys.js';
+import { openArchiveReader, type ArchiveReader } from '../archive/stack.js';
+import { entryPathBytes, lines, parseIndexEntry, parseIndexHeader, type IndexEntry } from '../archive/index.js';
+import type { RandomAccess } from '../archive/types.js';
+import { readEntryAt, readMemberRange } from '../archive/tar/reader.js';
+import { CorruptStructureError, ExitCode, SnapferryError, toSnapferryError } from '../util/errors.js';
+import { archiveName, indexName, readManifest, requireRepository, type Manifest } from './repo.js';
+
+/** Unlocked age identities, or their AGE-SECRET-KEY-1 strings. */
+export type Identities = readonly (string | X25519Identity)[];
+
+export class RestoreError extends SnapferryError {}
+
+const CHUNK = 1 << 20;
+
+/** Plaintext of an encrypted object of the store, as a RandomAccess (only the chunks read are fetched). */
+export async function openEncrypted(store: Store, name: string, identities: Identities, cacheBytes?: number): Promise<ArchiveReader> {
+  const file = await store.open(name);
+  return openArchiveReader(file, identities, cacheBytes ? { cacheBytes } : {});
+}
+
+async function* sequential(ra: RandomAccess): AsyncIterable<Buffer> {
+  for (let off = 0; off < ra.size; off += CHUNK) yield await ra.read(off, Math.min(CHUNK, ra.size - off));
+}
+
+/** Every entry of a backup's index, in tree order. */
+export async function* indexEntries(store: Store, m: Manifest, identities: Identities): AsyncIterable<IndexEntry> {
+  const ra = await openEncrypted(store, indexName(m.id), identities);
+  let n = 0;
+  for await (const line of lines(sequential(ra), indexName(m.id))) {
+    if (n++ === 0) {
+      const h = parseIndexHeader(line);
+      if (h.archive !== m.id) throw new CorruptStructureError('E_INDEX_HEADER', `${indexName(m.id)} is the index of ${h.archive}, not ${m.id}`, { id: m.id });
+      continue;
+    }
+    yield parseIndexEntry(line, n);
+  }
+}
+
+/** Refuses what could leave the target: absolute paths, '..', '.', empty components, NUL. */
+export function safeComponents(path: Buffer): Buffer[] {
+  const s = path.toString('latin1');
+  if (s.startsWith('/') || s.includes('\0')) throw new RestoreError('E_RESTORE_PATH', `refusing the absolute or NUL-bearing path '${path.toString('utf8')}'`, { path: path.toString('utf8') }, ExitCode.corrupt);
+  const parts = s.split('/');
+  for (const p of parts) if (p === '' || p === '.' || p === '..') throw new RestoreError('E_RESTORE_PATH', `refusing the path '${path.toString('utf8')}': it has a '${p}' component`, { path: path.toString('utf8') }, ExitCode.corrupt);
+  return parts.map((p) => Buffer.from(p, 'latin1'));
+}
+
+export interface RestoreOptions {
+  store: Store;
+  id: string;
+  identities: Identities;
+  /** Tree paths to restore (an entry, or everything below it); empty: everything. */
+  paths: string[];
+  target: string;
+  overwrite: boolean;
+  onProgress?: (p: { files: number; bytes: number; path: string }) => void;
+  onWarning?: (w: { path: string; code: string; message: string }) => void;
+}
+
+export interface RestoreSummary {
+  id: string;
+  entries: number;
+  files: number;
+  bytes: number;
+  bytesFetched: number;
+  skipped: number;
+  errors: number;
+}
+
+/** The readers of the archives an index points into, opened once each. */
+class Archives {
+  private readonly open = new Map<string, Promise<ArchiveReader>>();
+  constructor(
+    private readonly store: Store,
+    private readonly identities: Identities,
+  ) {}
+  get(id: string): Promise<ArchiveReader> {
+    let r = this.open.get(id);
+    if (!r) {
+      r = openEncrypted(this.store, archiveName(id), this.identities);
+      this.open.set(id, r);
+    }
+    return r;
+  }
+  async totalFetched(): Promise<number> {
+    let n = 0;
+    for (const r of this.open.values()) n += (await r).stats().bytesFetched;
+    return n;
+  }
+}
+
+export function selects(paths: string[], e: IndexEntry): boolean {
+  if (paths.length === 0) return true;
+  return paths.some((p) => {
+    const q = p.replace(/^\/+|\/+$/g, '');
+    return e.path === q || e.path.startsWith(`${q}/`);
+  });
+}
+
+/** A file's bytes, from the archive that holds them, checked against the index's sha256. */
+export async function* entryData(archives: Archives, self: string, e: IndexEntry): AsyncIterable<Buffer> {
+  if (e.header === undefined) throw new RestoreError('E_RESTORE_NO_DATA', `${e.path}: the backup holds no data for it${e.error ? ` (${e.error.code}: ${e.error.message})` : ''}`, { path: e.path }, ExitCode.failure);
+  const where = e.archive ?? self;
+  const ra = await archives.get(where);
+  const member = await readEntryAt(ra, e.header);
+  const name = Buffer.isBuffer(member.entry.path) ? member.entry.path : Buffer.from(member.entry.path);
+  const want = entryPathBytes(e.link ? { path: e.link } : e);
+  // a hard-link index line points at the member that carries the data: its path is the link's
+  if (!name.equals(want) && !name.equals(entryPathBytes(e))) {
+    throw new CorruptStructureError('E_RESTORE_INDEX', `${e.path}: the index points at tar member '${name.toString('utf8')}' in ${where}`, { path: e.path, archive: where, header: e.header });
+  }
+  const hash = createHash('sha256');
+  for (let off = 0; off < e.size; off += CHUNK) {
+    const b = await readMemberRange(ra, member, off, Math.min(CHUNK, e.size - off));
+    hash.update(b);
+    yield b;
+  }
+  const got = hash.digest('hex');
+  if (e.sha256 && got !== e.sha256) throw new CorruptStructureError('E_RESTORE_HASH', `${e.path}: restored bytes have sha256 ${got}, the index says ${e.sha256} (archive ${where})`, { path: e.path, archive: where });
+}
+
+async function isRealDir(p: Buffer): Promise<boolean | null> {
+  try {
+    const st = await lstat(p);
+    return st.isDirectory() && !st.isSymbolicLink();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+/** The directory `parts` under root, created as needed, each step checked to be a real directory. */
+async function ensureDirs(root: Buffer, parts: Buffer[]): Promise<Buffer> {
+  let cur = root;
+  for (const p of parts) {
+    cur = Buffer.concat([cur, Buffer.from('/'), p]);
+    const ok = await isRealDir(cur);
+    if (ok === false) throw new RestoreError('E_RESTORE_SYMLINK_ESCAPE', `refusing to go through '${cur.toString('utf8')}': it is not a real directory (a symlink or a file)`, { path: cur.toString('utf8') }, ExitCode.corrupt);
+    if (ok === null) await mkdir(cur, { mode: 0o700 });
+  }
+  return cur;
+}
+
+/**
+ * utimes arguments: seconds as a float carry microseconds (Node has no nanosecond utimes), but Node
+ * turns a negative number into "now": times before 1970 go as Dates (milliseconds).
+ */
+function times(e: IndexEntry): [number | Date, number | Date] {
+  const one = (ns: string): number | Date => {
+    const v = BigInt(ns);
+    return v >= 0n ? Number(v / 1000n) / 1e6 : new Date(Number(v / 1_000_000n));
+  };
+  return [one(e.atimeNs), one(e.mtimeNs)];
+}
+
+export async function runRestore(o: RestoreOptions): Promise<RestoreSummary> {
+  await requireRepository(o.store);
+  const m = await readManifest(o.store, o.id);
+  const archives = new Archives(o.store, o.identities);
+  const root = Buffer.from(o.target);
+  if ((await isRealDir(root)) === null) await mkdir(o.target, { recursive: true });
+  else if (!(await isRealDir(root))) throw new RestoreError('E_RESTORE_TARGET', `${o.target} is not a directory`, { target: o.target }, ExitCode.usage);
+  const s: RestoreSummary = { id: m.id, entries: 0, files: 0, bytes: 0, bytesFetched: 0, skipped: 0, errors: 0 };
+  const restoredAt = new Map<string, Buffer>(); // hard links: tree path -> where it was restored
+  const dirs: { path: Buffer; e: IndexEntry }[] = [];
+  const isRoot = process.getuid?.() === 0;
+  const warn = (path: string, err: unknown): void => {
+    const e = toSnapferryError(err);
+    s.errors++;
+    o.onWarning?.({ path, code: e.code, message: e.message });
+  };
+
+  for await (const e of indexEntries(o.store, m, o.identities)) {
+    if (!selects(o.paths, e)) continue;
+    s.entries++;
+    const parts = safeComponents(entryPathBytes(e));
+    const dir = await ensureDirs(root, parts.slice(0, -1));
+    const dest = Buffer.concat([dir, Buffer.from('/'), parts[parts.length - 1]!]);
+    try {
+      const existing = await lstat(dest).catch(() => null);
+      if (e.type === 'dir') {
+        if (existing && !(existing.isDirectory() && !existing.isSymbolicLink())) {
+          if (!o.overwrite) throw new RestoreError('E_RESTORE_EXISTS', `${dest.toString('utf8')} exists and is not a directory (--overwrite replaces it)`, { path: e.path }, ExitCode.failure);
+          await rm(dest, { force: true });
+        }
+        if (!existing || !existing.isDirectory()) await mkdir(dest, { mode: 0o700 });
+        dirs.push({ path: dest, e });
+        continue;
+      }
+      if (existing) {
+        if (!o.overwrite) throw new RestoreError('E_RESTORE_EXISTS', `${dest.toString('utf8')} exists (--overwrite replaces it)`, { path: e.path }, ExitCode.failure);
+        if (existing.isDirectory() && !existing.isSymbolicLink()) throw new RestoreError('E_RESTORE_EXISTS', `${dest.toString('utf8')} is a directory`, { path: e.path }, ExitCode.failure);
+      }
+      const tmp = Buffer.concat([dir, Buffer.from(`/.snapferry-restore-${process.pid}-${s.entries}`)]);
+      if (e.type === 'symlink') {
+        await symlink(e.targetB64 !== undefined ? Buffer.from(e.targetB64, 'base64') : Buffer.from(e.target ?? ''), tmp);
+        if (isRoot) await lchown(tmp, e.uid, e.gid);
+        await lutimes(tmp, ...times(e));
+        await rename(tmp, dest);
+        continue;
+      }
+      if (e.type !== 'file') {
+        // device nodes, fifos: Node cannot mknod; stock tar restores them from the same archive
+        s.skipped++;
+        o.onWarning?.({ path: e.path, code: 'W_RESTORE_SPECIAL', message: `${e.path}: a ${e.type} is not restored by snapferry (GNU tar restores it from the archive)` });
+        continue;
+      }
+      const first = e.link ? restoredAt.get(e.link) : undefined;
+      if (first) {
+        await link(first, tmp);
+        await rename(tmp, dest);
+        s.files++;
+        continue;
+      }
+      // O_EXCL | O_NOFOLLOW: a name planted meanwhile is never written through
+      const fh = await open(tmp, F.O_WRONLY | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW, 0o600);
+      try {
+        let off = 0;
+        for await (const b of entryData(archives, m.id, e)) {
+          // all-zero pieces become holes: a sparse file stays sparse
+          if (!b.every((x) => x === 0)) await fh.write(b, 0, b.length, off);
+          off += b.length;
+          s.bytes += b.length;
+          o.onProgress?.({ files: s.files, bytes: s.bytes, path: e.path });
+        }
+        await fh.truncate(off);
+      } catch (err) {
+        await fh.close();
+        await rm(tmp, { force: true });
+        throw err;
+      }
+      await fh.close();
+      if (isRoot) await lchown(tmp, e.uid, e.gid);
+      await chmod(tmp, e.mode & 0o7777);
+      await utimes(tmp, ...times(e));
+      await rename(tmp, dest);
+      restoredAt.set(e.path, dest);
+      s.files++;
+    } catch (err) {
+      warn(e.path, err);
+    }
+  }
+  // directories last, deepest first: their times and modes would change as their contents arrive
+  for (const d of dirs.reverse()) {
+    try {
+      if (isRoot) await lchown(d.path, d.e.uid, d.e.gid);
+      await chmod(d.path, d.e.mode & 0o7777);
+      await utimes(d.path, ...times(d.e));
+    } catch (err) {
+      warn(d.e.path, err);
+    }
+  }
+  s.bytesFetched = await archives.totalFetched();
+  return s;
+}
+
+/** One file's bytes to a stream (restore --target -). */
+export async function restoreToStream(o: Omit<RestoreOptions, 'target' | 'overwrite'>, out: (b: Buffer) => Promise<void>): Promise<RestoreSummary> {
+  await requireRepository(o.store);
+  const m = await readManifest(o.store, o.id);
+  const archives = new Archives(o.store, o.identities);
+  if (o.paths.length !== 1) throw new RestoreError('E_USAGE', 'restore --target - takes exactly one PATH (a regular file)', {}, ExitCode.usage);
+  const want = o.paths[0]!.replace(/^\/+|\/+$/g, '');
+  for await (const e of indexEntries(o.store, m, o.identities)) {
+    if (e.path !== want) continue;
+    if (e.type !== 'file') throw new RestoreError('E_RESTORE_NOT_FILE', `${e.path} is a ${e.type}; --target - writes one regular file`, { path: e.path }, ExitCode.usage);
+    let bytes = 0;
+    for await (const b of entryData(archives, m.id, e)) {
+      await out(b);
+      bytes += b.length;
+    }
+    return { id: m.id, entries: 1, files: 1, bytes, bytesFetched: await archives.totalFetched(), skipped: 0, errors: 0 };
+  }
+  throw new RestoreError('E_RESTORE_NOT_FOUND', `${want}: not in backup ${m.id}`, { path: want, id: m.id }, ExitCode.notFound);
+}
+
+export { Archives };

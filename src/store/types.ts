@@ -1,0 +1,44 @@
+/**
+ * Where archives live: one small contract (restic's backend habit), passed by every store through
+ * one conformance suite (test/conformance/store.ts).
+ *
+ * - Names are relative keys with '/' separators; `..`, a leading '/', NUL and empty components are
+ *   refused (E_STORE_NAME).
+ * - Objects are immutable: put() of an existing name fails (E_STORE_EXISTS).
+ * - put() streams and is atomic: the bytes go to a temporary name that list() never shows, renamed
+ *   to `name` only when end() resolves. abort() (or a failed put) leaves nothing listed.
+ * - get() is ranged; a range past the end is a typed error, never a short buffer.
+ * - A PutHandle's write() resolves when the store has room: that is the backpressure.
+ */
+import type { ByteSink, RandomAccess } from '../archive/types.js';
+
+export interface StoreObject {
+  name: string;
+  size: number;
+  mtimeMs: number;
+}
+
+export interface PutHandle extends ByteSink {
+  abort(): Promise<void>;
+  readonly written: number;
+}
+
+export interface Store {
+  /** As the user gave it, without secrets. */
+  readonly url: string;
+  list(prefix?: string): Promise<StoreObject[]>;
+  put(name: string): Promise<PutHandle>;
+  get(name: string, offset: number, length: number): Promise<Buffer>;
+  open(name: string): Promise<RandomAccess>;
+  stat(name: string): Promise<StoreObject | null>;
+  delete(name: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenStoreOptions {
+  /** Create the location when it holds nothing yet (backup does; restore does not). */
+  create?: boolean;
+  sshKey?: string;
+  knownHostsFile?: string;
+  acceptNewHostKey?: boolean;
+}
