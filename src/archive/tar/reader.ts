@@ -325,11 +325,12 @@ const KNOWN_KEYS = new Set<string>([
   PAX_KEY.sparseRealsize,
 ]);
 
+/** Each segment's bytes start on a block boundary (GNU sparse_extract_region reads whole blocks). */
 function withStoredOffsets(segments: SparseSegment[], start: number): Array<SparseSegment & { storedOffset: number }> {
   let at = start;
   return segments.map((s) => {
     const r = { ...s, storedOffset: at };
-    at += s.length;
+    at += padToBlock(s.length);
     return r;
   });
 }
@@ -357,6 +358,7 @@ export async function* readTar(chunks: AsyncIterable<Buffer>): AsyncGenerator<Ta
       state = 'reading';
       const pieces = storedSegments ?? [{ offset: 0, length: h.storedSize, storedOffset: h.dataOffset }];
       for (const s of pieces) {
+        if (s.length > 0 && s.storedOffset > cur.offset) await cur.skip(s.storedOffset - cur.offset, 'sparse segment padding');
         let done = 0;
         while (done < s.length) {
           if (state !== 'reading') throw new SnapferryError('E_TAR_STATE', `tar member at ${h.headerOffset}: data read after the reader moved on`, { offset: h.headerOffset });

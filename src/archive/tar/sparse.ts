@@ -8,9 +8,12 @@
  * PAX header says GNU.sparse.major=1, minor=0, name=<real path>, realsize=<logical size>; the ustar
  * size (or PAX size) is the stored size: map blocks plus the sum of the lengths.
  *
- * GNU tar truncates the extracted file to realsize only when the map's last entry has length 0
- * (sparse_extract_region: "Last block of the file is a hole"), so a file that ends in a hole gets
- * a final (realsize, 0) entry, as GNU tar itself writes.
+ * Two facts of GNU tar 1.34's reader (sparse.c) the layout must follow, found against it:
+ *  - sparse_extract_region consumes whole blocks per segment: each segment's bytes start on a
+ *    block boundary and are NUL-padded to one (GNU's writer does the same, sparse_dump_region);
+ *    only the last segment's padding may lie outside the size field (it is the member padding).
+ *  - the file is truncated to realsize only when the map's last entry has length 0 ("Last block
+ *    of the file is a hole"), so the map always ends with (realsize, 0), as GNU tar writes it.
  */
 import { CorruptStructureError } from '../../util/errors.js';
 import { BLOCK_SIZE } from './structs.js';
@@ -106,8 +109,18 @@ function checkSegments(numbers: number[], dataBytes: number, realSize: number, d
     sum += length;
     segments.push({ offset, length });
   }
-  if (sum !== dataBytes) throw sparseError(`segments hold ${sum} bytes but the member stores ${dataBytes} after the map`, dataOffset, { sum, dataBytes });
+  // Stored: each segment padded to a block, the last one's padding optional (see above).
+  const max = storedBytes(segments);
+  const lastData = [...segments].reverse().find((s) => s.length > 0);
+  const min = lastData ? max - (padToBlock(lastData.length) - lastData.length) : 0;
+  void sum;
+  if (dataBytes < min || dataBytes > max) throw sparseError(`segments need ${min}..${max} stored bytes but the member stores ${dataBytes} after the map`, dataOffset, { min, max, dataBytes });
   return segments;
+}
+
+/** Bytes the segments occupy after the map, each padded to a block. */
+export function storedBytes(segments: readonly SparseSegment[]): number {
+  return segments.reduce((a, s) => a + padToBlock(s.length), 0);
 }
 
 /** Validates a writer's segments and adds the final (size, 0) entry when the file ends in a hole. */
@@ -122,6 +135,7 @@ export function normalizeSparseSegments(segments: readonly SparseSegment[], size
     out.push({ offset: s.offset, length: s.length });
   }
   if (out.length > SPARSE_LIMITS.maxEntries) return `${out.length} segments exceed the reader's limit of ${SPARSE_LIMITS.maxEntries}`;
-  if (out.length === 0 || end < size) out.push({ offset: size, length: 0 });
+  const last = out[out.length - 1];
+  if (!(last && last.length === 0 && last.offset === size)) out.push({ offset: size, length: 0 });
   return out;
 }

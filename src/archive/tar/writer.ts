@@ -15,7 +15,7 @@ import type { ByteSink } from '../types.js';
 import type { SparseSegment, TarEntry, TarEntryType } from './entry.js';
 import { encodeHeader, type UstarFields } from './header.js';
 import { HDRCHARSET_BINARY, PAX_KEY, PAX_LIMITS, encodePaxRecords, encodeXattrKeyword, formatPaxTime, isValidUtf8 } from './pax.js';
-import { encodeSparseMap, normalizeSparseSegments, padToBlock } from './sparse.js';
+import { encodeSparseMap, normalizeSparseSegments, padToBlock, storedBytes } from './sparse.js';
 import { BLOCK_SIZE, END_OF_ARCHIVE_BLOCKS, MODE_BITS, OCTAL_MAX, TYPEFLAG, USTAR_HEADER } from './structs.js';
 
 export type { TarEntry, TarEntryType, SparseSegment } from './entry.js';
@@ -189,7 +189,7 @@ export class TarWriter {
     } else if (entry.type !== 'file' && data !== undefined && !(Buffer.isBuffer(data) && data.length === 0)) {
       throw writeError('E_TAR_SIZE', `a ${entry.type} has no data`);
     }
-    const storedSize = (map?.length ?? 0) + dataBytes;
+    const storedSize = (map?.length ?? 0) + (segments ? storedBytes(segments) : dataBytes);
 
     // Name: ustar name/prefix when it fits and is ASCII, else a PAX record (GNU.sparse.name for sparse 1.0).
     let ustarName: { name: Buffer; prefix: Buffer };
@@ -299,28 +299,41 @@ export class TarWriter {
     );
     const dataOffset = this.offset;
     if (map) await this.stage(map);
-    if (entry.type === 'file') await this.copyData(data, dataBytes, path);
-    await this.pad(storedSize);
+    if (entry.type === 'file') await this.copyData(data, dataBytes, path, segments);
+    if (!segments) await this.pad(storedSize);
     return { headerOffset, dataOffset, storedSize };
   }
 
-  private async copyData(data: AsyncIterable<Buffer> | Buffer | undefined, expected: number, path: Buffer): Promise<void> {
+  /** Copies exactly `expected` bytes; for sparse, each segment's bytes are padded to a block. */
+  private async copyData(data: AsyncIterable<Buffer> | Buffer | undefined, expected: number, path: Buffer, segments?: SparseSegment[]): Promise<void> {
     const shown = path.toString('latin1').slice(0, 200);
     const wrong = (got: string): SnapferryError => writeError('E_TAR_SIZE', `${shown}: data delivered ${got} bytes, the entry declares ${expected}`, { path: shown, expected });
     if (data === undefined) {
       if (expected !== 0) throw wrong('0');
       return;
     }
-    if (Buffer.isBuffer(data)) {
-      if (data.length !== expected) throw wrong(String(data.length));
-      await this.stage(data);
-      return;
+    if (Buffer.isBuffer(data) && data.length !== expected) throw wrong(String(data.length));
+    // Segment boundaries within the delivered bytes (one boundary at `expected` when not sparse).
+    const ends: number[] = [];
+    let acc = 0;
+    for (const s of segments ?? [{ offset: 0, length: expected }]) {
+      acc += s.length;
+      ends.push(acc);
     }
+    let seg = 0;
     let got = 0;
-    for await (const chunk of data) {
-      if (got + chunk.length > expected) throw wrong(`more than ${got + chunk.length >= expected ? expected : got}`);
-      got += chunk.length;
-      await this.stage(chunk);
+    const source: Iterable<Buffer> | AsyncIterable<Buffer> = Buffer.isBuffer(data) ? [data] : data;
+    for await (const chunk of source) {
+      if (got + chunk.length > expected) throw wrong(`more than ${expected}`);
+      let p = 0;
+      while (p < chunk.length) {
+        while (ends[seg]! === got) seg++;
+        const take = Math.min(chunk.length - p, ends[seg]! - got);
+        await this.stage(p === 0 && take === chunk.length ? chunk : chunk.subarray(p, p + take));
+        p += take;
+        got += take;
+        if (segments && got === ends[seg]) await this.pad(segments[seg]!.length);
+      }
     }
     if (got !== expected) throw wrong(String(got));
   }
