@@ -29,9 +29,15 @@ export class RestoreError extends SnapferryError {}
 const CHUNK = 1 << 20;
 
 /** Plaintext of an encrypted object of the store, as a RandomAccess (only the chunks read are fetched). */
-export async function openEncrypted(store: Store, name: string, identities: Identities, cacheBytes?: number): Promise<ArchiveReader> {
+export async function openEncrypted(store: Store, name: string, identities: Identities, cacheBytes?: number): Promise<ArchiveReader & { close(): Promise<void> }> {
   const file = await store.open(name);
-  return openArchiveReader(file, identities, cacheBytes ? { cacheBytes } : {});
+  try {
+    const r = await openArchiveReader(file, identities, cacheBytes ? { cacheBytes } : {});
+    return Object.assign(r, { close: () => file.close() });
+  } catch (err) {
+    await file.close();
+    throw err;
+  }
 }
 
 async function* sequential(ra: RandomAccess): AsyncIterable<Buffer> {
@@ -41,14 +47,18 @@ async function* sequential(ra: RandomAccess): AsyncIterable<Buffer> {
 /** Every entry of a backup's index, in tree order. */
 export async function* indexEntries(store: Store, m: Manifest, identities: Identities): AsyncIterable<IndexEntry> {
   const ra = await openEncrypted(store, indexName(m.id), identities);
-  let n = 0;
-  for await (const line of lines(sequential(ra), indexName(m.id))) {
-    if (n++ === 0) {
-      const h = parseIndexHeader(line);
-      if (h.archive !== m.id) throw new CorruptStructureError('E_INDEX_HEADER', `${indexName(m.id)} is the index of ${h.archive}, not ${m.id}`, { id: m.id });
-      continue;
+  try {
+    let n = 0;
+    for await (const line of lines(sequential(ra), indexName(m.id))) {
+      if (n++ === 0) {
+        const h = parseIndexHeader(line);
+        if (h.archive !== m.id) throw new CorruptStructureError('E_INDEX_HEADER', `${indexName(m.id)} is the index of ${h.archive}, not ${m.id}`, { id: m.id });
+        continue;
+      }
+      yield parseIndexEntry(line, n);
     }
-    yield parseIndexEntry(line, n);
+  } finally {
+    await ra.close();
   }
 }
 
@@ -85,7 +95,7 @@ export interface RestoreSummary {
 
 /** The readers of the archives an index points into, opened once each. */
 class Archives {
-  private readonly open = new Map<string, Promise<ArchiveReader>>();
+  private readonly open = new Map<string, Promise<ArchiveReader & { close(): Promise<void> }>>();
   constructor(
     private readonly store: Store,
     private readonly identities: Identities,
@@ -97,6 +107,10 @@ class Archives {
       this.open.set(id, r);
     }
     return r;
+  }
+  async close(): Promise<void> {
+    for (const r of this.open.values()) await (await r.catch(() => null))?.close();
+    this.open.clear();
   }
   async totalFetched(): Promise<number> {
     let n = 0;
@@ -267,6 +281,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreSummary> {
     }
   }
   s.bytesFetched = await archives.totalFetched();
+  await archives.close();
   return s;
 }
 
@@ -285,7 +300,9 @@ export async function restoreToStream(o: Omit<RestoreOptions, 'target' | 'overwr
       await out(b);
       bytes += b.length;
     }
-    return { id: m.id, entries: 1, files: 1, bytes, bytesFetched: await archives.totalFetched(), skipped: 0, errors: 0 };
+    const fetched = await archives.totalFetched();
+    await archives.close();
+    return { id: m.id, entries: 1, files: 1, bytes, bytesFetched: fetched, skipped: 0, errors: 0 };
   }
   throw new RestoreError('E_RESTORE_NOT_FOUND', `${want}: not in backup ${m.id}`, { path: want, id: m.id }, ExitCode.notFound);
 }

@@ -37,7 +37,11 @@ export async function runVerify(store: Store, id: string, identities: Identities
   // Every chunk of the archive itself, including those no file lies in (tar headers, the seek table).
   try {
     const ra = await openEncrypted(store, archiveName(id), identities);
-    for (let off = 0; off < ra.size; off += 1 << 20) await ra.read(off, Math.min(1 << 20, ra.size - off));
+    try {
+      for (let off = 0; off < ra.size; off += 1 << 20) await ra.read(off, Math.min(1 << 20, ra.size - off));
+    } finally {
+      await ra.close();
+    }
   } catch (err) {
     const e = toSnapferryError(err);
     hit({ archive: id, code: e.code, message: e.message });
@@ -60,5 +64,6 @@ export async function runVerify(store: Store, id: string, identities: Identities
     const e = toSnapferryError(err);
     hit({ archive: id, path: '(index)', code: e.code, message: e.message });
   }
+  await archives.close();
   return s;
 }

@@ -8,8 +8,7 @@ import { constants as F } from 'node:fs';
 import { link, mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { ExitCode, SnapferryError, TruncatedError } from '../util/errors.js';
-import type { RandomAccess } from '../archive/types.js';
-import type { PutHandle, Store, StoreObject } from './types.js';
+import type { PutHandle, Store, StoreFile, StoreObject } from './types.js';
 
 export class StoreError extends SnapferryError {}
 
@@ -148,11 +147,10 @@ export class LocalStore implements Store {
     }
   }
 
-  async open(name: string): Promise<RandomAccess> {
+  async open(name: string): Promise<StoreFile> {
     const fh = await open(this.abs(name), 'r');
     const size = (await fh.stat()).size;
-    // a FinalizationRegistry is not needed: the archive readers live as long as the command
-    return { size, read: (offset, length) => readExact(fh, name, offset, length, size) };
+    return { size, read: (offset, length) => readExact(fh, name, offset, length, size), close: () => fh.close() };
   }
 
   async delete(name: string): Promise<void> {

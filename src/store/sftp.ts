@@ -20,9 +20,8 @@ import { join, posix } from 'node:path';
 import ssh2 from 'ssh2';
 import type { SFTPWrapper, ConnectConfig } from 'ssh2';
 import { ExitCode, SnapferryError, TruncatedError } from '../util/errors.js';
-import type { RandomAccess } from '../archive/types.js';
 import { PARTIAL_MARK, StoreError, checkName, MAX_LIST } from './local.js';
-import type { OpenStoreOptions, PutHandle, Store, StoreObject } from './types.js';
+import type { OpenStoreOptions, PutHandle, Store, StoreFile, StoreObject } from './types.js';
 
 const { Client } = ssh2;
 
@@ -288,7 +287,7 @@ export class SftpStore implements Store {
     }
   }
 
-  async open(name: string): Promise<RandomAccess & { close(): Promise<void> }> {
+  async open(name: string): Promise<StoreFile> {
     const p = this.full(name);
     const st = await this.stat(name);
     if (!st) throw new StoreError('E_STORE_NOT_FOUND', `${name}: not in ${this.url}`, { name }, ExitCode.notFound);

@@ -23,13 +23,18 @@ export interface PutHandle extends ByteSink {
   readonly written: number;
 }
 
+/** An object opened for ranged reads; close() releases its handle. */
+export interface StoreFile extends RandomAccess {
+  close(): Promise<void>;
+}
+
 export interface Store {
   /** As the user gave it, without secrets. */
   readonly url: string;
   list(prefix?: string): Promise<StoreObject[]>;
   put(name: string): Promise<PutHandle>;
   get(name: string, offset: number, length: number): Promise<Buffer>;
-  open(name: string): Promise<RandomAccess>;
+  open(name: string): Promise<StoreFile>;
   stat(name: string): Promise<StoreObject | null>;
   delete(name: string): Promise<void>;
   close(): Promise<void>;
