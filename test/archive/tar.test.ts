@@ -6,7 +6,7 @@
  * sparse 1.0, long names, xattrs) and readEntryAt at each offset agrees with the streaming reader.
  */
 import t from 'tap';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, createReadStream, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readlinkSync, rmSync, symlinkSync, linkSync, writeFileSync, writeSync, fstatSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -268,6 +268,8 @@ t.test('our archive, extracted by stock GNU tar 1.34, restores every entry byte 
   t.match(line('d/link-long'), new RegExp(`-> \\.\\./t{300}/target$`), 'tar -tv: long symlink target');
   t.match(list, / d\/hard link to d\/a{150}\.txt/, 'tar -tv: hard link');
   t.match(line('d/fifo'), /^prw--w---- /, 'tar -tv: fifo');
+  const named = execFileSync('tar', ['-tvf', archive], { encoding: 'utf8' }).split('\n').find((l) => l.endsWith(' d/owner-names')) ?? '';
+  t.match(named, / a-very-long-user-name-that-does-not-fit-32\/grüppe /, 'tar -tv: a 42-byte uname and a UTF-8 gname (PAX uname/gname)');
   t.match(line('d/null-ish'), /^crw-rw-rw- 1000\/1000 +1,3 /, 'tar -tv: char device');
 
   // Our reader over our archive: the entries we wrote, at the offsets add() returned.
@@ -286,6 +288,8 @@ t.test('our archive, extracted by stock GNU tar 1.34, restores every entry byte 
     t.equal(m.entry.uid, e.uid);
     t.equal(m.entry.mtimeNs, e.mtimeNs);
     if (e.xattrs) t.same(m.entry.xattrs, e.xattrs, 'reader: xattrs');
+    if (e.uname !== undefined) t.same(m.entry.uname, Buffer.from(e.uname), 'reader: uname');
+    if (e.gname !== undefined) t.same(m.entry.gname, Buffer.from(e.gname), 'reader: gname');
     if (e.pax) t.same(m.entry.pax, e.pax.map(([k, v]) => [k, Buffer.from(v)]), 'reader: extra records');
     if (e.type === 'file') {
       t.equal(m.entry.size, e.size, 'reader: logical size');
@@ -382,4 +386,34 @@ t.test('GNU tar --format=pax -cS archives read back: entries, bytes, readEntryAt
   ra.close();
   for (const n of [...Object.keys(files), 'sparse.img', 'sym', 'hard']) t.ok(seen.has(n), `listed ${n.slice(0, 40)}`);
   t.ok(count >= 9, `${count} members`);
+});
+
+t.test('a file of 8 GiB + 1 (past the octal size field): PAX size, listed by GNU tar from a pipe', async (t) => {
+  const size = 8 * GiB + 1;
+  const tar = spawn('tar', ['-tvf', '-'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  tar.stdout.on('data', (b: Buffer) => (out += b.toString('latin1')));
+  tar.stderr.on('data', (b: Buffer) => (err += b.toString('latin1')));
+  const head: Buffer[] = [];
+  const sink: ByteSink = {
+    write: (chunk) =>
+      new Promise((resolve, reject) => {
+        if (head.length < 4) head.push(Buffer.from(chunk.subarray(0, 4096)));
+        tar.stdin.write(chunk, (e) => (e ? reject(e) : resolve()));
+      }),
+    end: () => new Promise((resolve) => tar.stdin.end(resolve)),
+  };
+  const w = new TarWriter(sink);
+  const mib = Buffer.alloc(MiB, 0x5a);
+  const r = await w.add({ path: 'big.img', type: 'file', mode: 0o600, uid: 0, gid: 0, mtimeNs: 1_700_000_000n * sec, size }, (async function* () {
+    for (let left = size; left > 0; left -= Math.min(left, MiB)) yield mib.subarray(0, Math.min(left, MiB));
+  })());
+  await w.finish();
+  const code = await new Promise<number | null>((resolve) => tar.on('close', resolve));
+  t.equal(code, 0, `tar -tv exits 0 (${err})`);
+  t.match(out, / 8589934593 2023-11-14 22:13 big\.img/, 'GNU tar lists 8589934593 bytes');
+  const first = Buffer.concat(head);
+  t.match(first.toString('latin1', 512, 1024), /\d+ size=8589934593\n/, 'the size is a PAX record');
+  t.equal(first.toString('latin1', r.dataOffset - 512 + 124, r.dataOffset - 512 + 136), '00000000000\0', 'the ustar size field holds 0');
 });
