@@ -19,6 +19,7 @@ import type { CommonOptions } from './main.js';
 export interface RepoCliOptions extends CommonOptions {
   repo?: string;
   sshKey?: string;
+  knownHosts?: string;
   acceptNewHostKey: boolean;
 }
 
@@ -43,7 +44,7 @@ export interface RestoreCliOptions extends RepoCliOptions {
 
 async function repoOf(o: RepoCliOptions, create: boolean): Promise<Store> {
   if (!o.repo) throw new UsageError('--repo REPO is needed (a directory, or sftp://user@host[:port]/path)');
-  return openStore(o.repo, { create, ...(o.sshKey ? { sshKey: o.sshKey } : {}), acceptNewHostKey: o.acceptNewHostKey });
+  return openStore(o.repo, { create, ...(o.sshKey ? { sshKey: o.sshKey } : {}), ...(o.knownHosts ? { knownHostsFile: o.knownHosts } : {}), acceptNewHostKey: o.acceptNewHostKey });
 }
 
 function emit(o: CommonOptions, record: Record<string, unknown>, text: string): void {

@@ -86,7 +86,7 @@ nanoseconds. Filesystem notes (journal replayed, dirty, hibernated) go to stderr
 Backups: REPO is a directory or sftp://user@host[:port]/path (an absolute path; /~/path is relative to
 the login's home). SFTP uses --ssh-key F, else ssh-agent, else ~/.ssh/id_ed25519, id_ecdsa, id_rsa,
 and checks the host key against ~/.ssh/known_hosts (--accept-new-host-key records a first one, as
-OpenSSH's accept-new does). A location with no repository yet becomes one. Each backup writes
+OpenSSH's accept-new does; --known-hosts F reads another file, like UserKnownHostsFile). A location with no repository yet becomes one. Each backup writes
 archives/ID.tar.zst.age (PAX tar, zstd frames, age), its encrypted index and a plaintext manifest
 with no file names. Without snapferry: age -d -i KEY archives/ID.tar.zst.age | zstd -d | tar -x.
 Backups need only public keys (--recipient, --recipients-file); reading one needs the identity.
@@ -161,6 +161,7 @@ const options = {
   overwrite: { type: 'boolean' },
   'ssh-key': { type: 'string' },
   'accept-new-host-key': { type: 'boolean' },
+  'known-hosts': { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
 export interface CommonOptions {
@@ -229,7 +230,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'snapshots':
       case 'restore':
       case 'verify': {
-        const repo = { ...common, ...(values.repo !== undefined ? { repo: values.repo } : {}), ...(values['ssh-key'] !== undefined ? { sshKey: values['ssh-key'] } : {}), acceptNewHostKey: values['accept-new-host-key'] === true };
+        const repo = { ...common, ...(values.repo !== undefined ? { repo: values.repo } : {}), ...(values['ssh-key'] !== undefined ? { sshKey: values['ssh-key'] } : {}), ...(values['known-hosts'] !== undefined ? { knownHosts: values['known-hosts'] } : {}), acceptNewHostKey: values['accept-new-host-key'] === true };
         const cli = await import('./backup.js');
         if (command === 'snapshots') {
           if (rest.length) throw new UsageError('snapshots takes no arguments');

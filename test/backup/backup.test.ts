@@ -13,8 +13,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { image, requireTool } from '../helpers/images.js';
 import { snapferry } from '../helpers/cli.js';
+import { startSshd } from '../helpers/sshd.js';
 
-requireTool('age', 'age-keygen', 'zstd', 'tar', 'debugfs');
+requireTool('age', 'age-keygen', 'zstd', 'tar', 'debugfs', 'ssh-keygen');
 
 const vm = image('sample-vm');
 const vmx = join(vm, 'sample.vmx');
@@ -188,6 +189,25 @@ t.test('verify passes a sound backup and names the entry of a flipped bit', asyn
   t.notOk(v.ok, 'not ok');
   t.ok(v.damage.some((d) => d.code === 'E_AGE_CHUNK' && d.archive === fullId), 'names the archive and the damaged chunk');
   t.ok(v.damage.some((d) => d.path && d.path.startsWith('scsi0:0/')), `and the entry it hit (${v.damage.find((d) => d.path)?.path})`);
+});
+
+t.test('over SFTP to a real sshd: backup, snapshots, restore of a subtree, equal to the source', async (t) => {
+  const sshd = await startSshd();
+  t.teardown(() => sshd.stop());
+  const url = `sftp://root@127.0.0.1:${sshd.port}${join(sshd.dir, 'repo')}`;
+  const ssh = ['--ssh-key', sshd.clientKey, '--known-hosts', sshd.knownHosts];
+  const b = snapferry(['backup', '--json', vmx, '--repo', url, ...ssh, '--recipient', recipient, '--state-dir', join(work, 'state-sftp')]);
+  t.equal(b.status, 0, `backup over SFTP: ${b.stderr}`);
+  const id = (JSON.parse(b.stdout.trim().split('\n').pop()!) as { id: string }).id;
+  const snaps = snapferry(['snapshots', '--json', '--repo', url, ...ssh]);
+  t.same(snaps.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { id: string }).id), [id], 'snapshots over SFTP');
+  const out = join(work, 'sftp-restore');
+  const r = snapferry(['restore', '--repo', url, ...ssh, id, 'scsi0:0/p1/home', '--identity', key, '--target', out]);
+  t.equal(r.status, 0, `restore of a subtree over SFTP: ${r.stderr}`);
+  const src = new Map([...lsTree(vmx, 'p1')].filter(([p]) => p === '/home' || p.startsWith('/home/')));
+  t.same(compare(src, seeRestored(join(out, 'scsi0:0', 'p1')), true), [], `${src.size} entries of /home equal the source`);
+  const plainSsh = spawnSync('sh', ['-c', `ls '${join(sshd.dir, 'repo', 'archives')}'`], { encoding: 'utf8' });
+  t.notMatch(plainSsh.stdout, /partial/, 'no partial upload left on the server');
 });
 
 t.test('wrong keys and missing archives are typed errors', async (t) => {
