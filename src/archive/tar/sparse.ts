@@ -99,21 +99,18 @@ export async function parseSparseMap(readBlock: () => Promise<Buffer>, storedSiz
 function checkSegments(numbers: number[], dataBytes: number, realSize: number, dataOffset: number): SparseSegment[] {
   const segments: SparseSegment[] = [];
   let end = 0;
-  let sum = 0;
   for (let i = 0; i < numbers.length; i += 2) {
     const offset = numbers[i]!;
     const length = numbers[i + 1]!;
     if (offset < end) throw sparseError(`segment ${i / 2} at ${offset} overlaps or precedes the previous one ending at ${end}`, dataOffset);
     if (offset + length > realSize) throw sparseError(`segment ${i / 2} (${offset}+${length}) ends past realsize ${realSize}`, dataOffset);
     end = offset + length;
-    sum += length;
     segments.push({ offset, length });
   }
   // Stored: each segment padded to a block, the last one's padding optional (see above).
   const max = storedBytes(segments);
   const lastData = [...segments].reverse().find((s) => s.length > 0);
   const min = lastData ? max - (padToBlock(lastData.length) - lastData.length) : 0;
-  void sum;
   if (dataBytes < min || dataBytes > max) throw sparseError(`segments need ${min}..${max} stored bytes but the member stores ${dataBytes} after the map`, dataOffset, { min, max, dataBytes });
   return segments;
 }
