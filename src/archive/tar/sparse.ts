@@ -6,7 +6,7 @@
  *
  * padded with NULs to a block boundary, followed by the data segments' bytes back to back. The
  * PAX header says GNU.sparse.major=1, minor=0, name=<real path>, realsize=<logical size>; the ustar
- * size (or PAX size) is the stored size: map blocks plus the sum of the lengths.
+ * size (or PAX size) is the stored size: map blocks plus the segments, each padded to a block (below).
  *
  * Two facts of GNU tar 1.34's reader (sparse.c) the layout must follow, found against it:
  *  - sparse_extract_region consumes whole blocks per segment: each segment's bytes start on a
@@ -52,7 +52,7 @@ export interface ParsedSparseMap {
 /**
  * Reads the map a block at a time through `readBlock` (so a hostile count allocates nothing: the
  * array grows only with entries actually present), then checks it against the member: segments
- * sorted, disjoint, inside realsize, their lengths summing to storedSize - mapBytes.
+ * sorted, disjoint, inside realsize, their block-padded lengths matching storedSize - mapBytes.
  */
 export async function parseSparseMap(readBlock: () => Promise<Buffer>, storedSize: number, realSize: number, dataOffset: number): Promise<ParsedSparseMap> {
   const numbers: number[] = [];
