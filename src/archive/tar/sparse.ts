@@ -4,7 +4,7 @@
  *
  *   <count>\n <offset>\n <length>\n ... (count pairs)
  *
- * padded with NULs to a block boundary, followed by the data segments' bytes back to back. The
+ * padded with NULs to a block boundary, followed by the data segments' bytes. The
  * PAX header says GNU.sparse.major=1, minor=0, name=<real path>, realsize=<logical size>; the ustar
  * size (or PAX size) is the stored size: map blocks plus the segments, each padded to a block (below).
  *
