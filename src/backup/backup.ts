@@ -9,7 +9,7 @@
  * present, so a restore point knows what was deleted.
  */
 import { createHash } from 'node:crypto';
-import type { VmTree, TreeNode, TreeVolume } from '../vfs/tree.js';
+import type { VmTree, TreeNode, TreeVolume, TreeStat } from '../vfs/tree.js';
 import { INFO_XATTR } from '../vfs/tree.js';
 import type { FileSystem, FileType } from '../fs/types.js';
 import type { Store, PutHandle } from '../store/types.js';
@@ -27,6 +27,8 @@ const READ_CHUNK = 1 << 20;
 export const MAX_XATTR_BYTES = 512 * 1024;
 /** Extents of one file examined for holes at most (more: stored dense). */
 const MAX_SPARSE_EXTENTS = 65536;
+/** Entries whose metadata and first MiB are read ahead of the one being written. */
+const PREFETCH = 16;
 /** Hard-linked inodes remembered to link later paths to the first (past this: stored again). */
 const MAX_LINKED_INODES = 1 << 20;
 
@@ -69,6 +71,25 @@ export interface BackupSummary extends BackupProgress {
 }
 
 export class BackupError extends SnapferryError {}
+
+interface Job {
+  volume: TreeVolume & { fs: FileSystem };
+  node: TreeNode & { kind: 'fs' };
+  pathBytes: Buffer;
+  rel: string;
+  /** The local state's line for this path, when comparing. */
+  prev: IndexEntry | null;
+}
+
+interface Prepared {
+  st: TreeStat;
+  /** A regular file the state has with the same size, mtime and ctime: not stored again. */
+  unchanged: boolean;
+  xattrs: Promise<Array<[string, Buffer]>>;
+  target?: Promise<string>;
+  first?: Promise<Buffer>;
+  segments?: Promise<Array<{ offset: number; length: number }> | null>;
+}
 
 interface Linked {
   path: string;
@@ -162,7 +183,9 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       p.entries++;
     };
 
-    const storeEntry = async (volume: TreeVolume & { fs: FileSystem }, node: TreeNode & { kind: 'fs' }, pathBytes: Buffer, st: Awaited<ReturnType<VmTree['stat']>>): Promise<void> => {
+    const storeEntry = async (job: Job, pre: Prepared): Promise<void> => {
+      const { volume, node, pathBytes } = job;
+      const st = pre.st;
       const path = pathBytes.toString('utf8');
       const base: IndexEntry = {
         path,
@@ -189,17 +212,16 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
         entry.devMinor = (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
       }
       if (tt === 'symlink') {
-        const target = await tree.readlink(node);
+        const target = await pre.target!;
         entry.linkTarget = target;
         base.target = target;
       }
       // xattrs (NTFS streams and attributes, ext xattrs), bounded per entry
-      const names = (await tree.listxattr(node)).filter((n) => n !== INFO_XATTR);
+      const names = await pre.xattrs;
       if (names.length) {
         const xattrs: Array<[string, Buffer]> = [];
         let total = 0;
-        for (const n of names) {
-          const v = await tree.getxattr(node, n);
+        for (const [n, v] of names) {
           if (total + v.length > MAX_XATTR_BYTES) {
             warn(path, new BackupError('E_BACKUP_XATTR_SIZE', `${path}: extended attribute ${n} (${v.length} bytes) does not fit the ${MAX_XATTR_BYTES}-byte PAX budget; not stored`, { path, name: n }));
             continue;
@@ -233,8 +255,8 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
         return record(base);
       }
 
-      const prev = cursor ? await cursor.find(pathBytes) : null;
-      if (prev && prev.type === 'file' && !prev.error && prev.size === base.size && prev.mtimeNs === base.mtimeNs && prev.ctimeNs === base.ctimeNs && prev.header !== undefined && prev.sha256) {
+      const prev = job.prev;
+      if (pre.unchanged && prev) {
         const where = prev.archive ?? cursor!.header!.archive;
         needs.add(where);
         base.archive = where;
@@ -250,13 +272,14 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       const size = st.size;
       const hash = createHash('sha256');
       let first: Buffer;
+      let segments: Array<{ offset: number; length: number }> | null;
       try {
-        first = size > 0 ? await tree.read(node, 0, Math.min(READ_CHUNK, size)) : Buffer.alloc(0);
+        first = await pre.first!;
+        segments = await pre.segments!;
       } catch (err) {
         base.error = warn(path, err);
         return record(base);
       }
-      const segments = await sparseSegments(volume.fs, node.ino, st.size, st.allocatedSize);
       if (segments) entry.sparse = segments;
       entry.size = size;
       let failure: { code: string; message: string } | undefined;
@@ -329,24 +352,21 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       return 'out';
     };
 
-    const walk = async (volume: TreeVolume & { fs: FileSystem }, node: TreeNode & { kind: 'fs' }, pathBytes: Buffer, rel: string): Promise<void> => {
+    /**
+     * The entries to take, in tree order: a pre-order walk whose directories list their children
+     * sorted by name bytes. Each comes with the state's line for it (the state is in the same order).
+     */
+    async function* jobs(volume: TreeVolume & { fs: FileSystem }, node: TreeNode & { kind: 'fs' }, pathBytes: Buffer, rel: string, isDir: boolean): AsyncGenerator<Job> {
       const path = pathBytes.toString('utf8');
       const how = relation(path);
-      if (how === 'out') return;
-      if (o.selector.excluded(rel)) return;
-      let st;
-      try {
-        st = await tree.stat(node);
-      } catch (err) {
-        return record({ path, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, nlink: 0, mtimeNs: '0', ctimeNs: '0', atimeNs: '0', error: warn(path, err) });
-      }
-      await storeEntry(volume, node, pathBytes, st);
-      if (st.type !== 'dir') return;
-      const children: { name: Buffer; ino: number }[] = [];
+      if (how === 'out' || o.selector.excluded(rel)) return;
+      yield { volume, node, pathBytes, rel, prev: cursor ? await cursor.find(pathBytes) : null };
+      if (!isDir) return;
+      const children: { name: Buffer; ino: number; dir: boolean }[] = [];
       try {
         for await (const e of tree.readdir(node)) {
           if (e.node.kind !== 'fs') continue;
-          children.push({ name: e.rawName ?? Buffer.from(e.name, 'utf8'), ino: e.node.ino });
+          children.push({ name: e.rawName ?? Buffer.from(e.name, 'utf8'), ino: e.node.ino, dir: e.type === 'dir' });
         }
       } catch (err) {
         warn(path, err);
@@ -354,15 +374,74 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       children.sort((a, b) => Buffer.compare(a.name, b.name));
       for (const c of children) {
         const childRel = rel === '' ? c.name.toString('utf8') : `${rel}/${c.name.toString('utf8')}`;
-        await walk(volume, { kind: 'fs', volume, ino: c.ino }, Buffer.concat([pathBytes, Buffer.from('/'), c.name]), childRel);
+        yield* jobs(volume, { kind: 'fs', volume, ino: c.ino }, Buffer.concat([pathBytes, Buffer.from('/'), c.name]), childRel, c.dir);
       }
+    }
+
+    /** Everything an entry needs read from the source, started ahead of the writer (PREFETCH entries). */
+    const prepare = async (job: Job): Promise<Prepared | { error: unknown }> => {
+      let st: TreeStat;
+      try {
+        st = await tree.stat(job.node);
+      } catch (error) {
+        return { error };
+      }
+      const pre: Prepared = {
+        st,
+        unchanged: false,
+        xattrs: (async () => {
+          const names = (await tree.listxattr(job.node)).filter((n) => n !== INFO_XATTR);
+          const out: Array<[string, Buffer]> = [];
+          for (const n of names) out.push([n, await tree.getxattr(job.node, n)]);
+          return out;
+        })(),
+      };
+      pre.xattrs.catch(() => {});
+      if (st.type === 'symlink') {
+        pre.target = tree.readlink(job.node);
+        pre.target.catch(() => {});
+      }
+      if (st.type === 'file') {
+        const prev = job.prev;
+        pre.unchanged = !!prev && prev.type === 'file' && !prev.error && prev.size === st.size && prev.mtimeNs === String(st.mtimeNs) && prev.ctimeNs === String(st.ctimeNs) && prev.header !== undefined && !!prev.sha256;
+        if (!pre.unchanged && st.nlink <= 1) {
+          pre.first = st.size > 0 ? tree.read(job.node, 0, Math.min(READ_CHUNK, st.size)) : Promise.resolve(Buffer.alloc(0));
+          pre.segments = sparseSegments(job.volume.fs, job.node.ino, st.size, st.allocatedSize);
+          pre.first.catch(() => {});
+          pre.segments.catch(() => {});
+        }
+      }
+      return pre;
     };
 
     const volumes = tree.volumes().filter((v): v is TreeVolume & { fs: FileSystem } => !!v.fs);
     // tree order: disks and volumes by name bytes, as everything else
     volumes.sort((a, b) => Buffer.compare(Buffer.from(`${a.diskName}/${a.name}`), Buffer.from(`${b.diskName}/${b.name}`)));
     for (const v of tree.volumes()) if (!v.fs) notes.push(`${v.diskName}/${v.name}: not backed up: ${v.error?.message ?? 'no readable filesystem'}`);
-    for (const v of volumes) await walk(v, { kind: 'fs', volume: v, ino: v.fs.rootIno }, Buffer.from(`${v.diskName}/${v.name}`), '');
+    const ahead: { job: Job; pre: Promise<Prepared | { error: unknown }> }[] = [];
+    const drain = async (): Promise<void> => {
+      const { job, pre } = ahead.shift()!;
+      const got = await pre;
+      if ('error' in got) {
+        const path = job.pathBytes.toString('utf8');
+        return record({ path, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, nlink: 0, mtimeNs: '0', ctimeNs: '0', atimeNs: '0', error: warn(path, got.error) });
+      }
+      // hard-linked files read their data here, once the first of their paths is known
+      if (got.st.type === 'file' && !got.unchanged && !got.first) {
+        got.first = got.st.size > 0 ? tree.read(job.node, 0, Math.min(READ_CHUNK, got.st.size)) : Promise.resolve(Buffer.alloc(0));
+        got.segments = sparseSegments(job.volume.fs, job.node.ino, got.st.size, got.st.allocatedSize);
+        got.first.catch(() => {});
+        got.segments.catch(() => {});
+      }
+      await storeEntry(job, got);
+    };
+    for (const v of volumes) {
+      for await (const job of jobs(v, { kind: 'fs', volume: v, ino: v.fs.rootIno }, Buffer.from(`${v.diskName}/${v.name}`), '', true)) {
+        ahead.push({ job, pre: prepare(job) });
+        if (ahead.length >= PREFETCH) await drain();
+      }
+    }
+    while (ahead.length) await drain();
 
     const tarEnd = await tar.finish();
     void tarEnd;
