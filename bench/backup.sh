@@ -16,19 +16,15 @@ bash images/bench-fs.sh
 runs=${RUNS:-3}
 W=images/cache/bench-fs
 tmp=$(mktemp -d)
-mnt=$tmp/mnt; ssh=$tmp/ssh; mkdir -p "$mnt" "$ssh" /run/sshd
+mnt=$tmp/mnt; ssh=$tmp/ssh; mkdir -p "$mnt"
 cleanup() { mountpoint -q "$mnt" && umount "$mnt"; [ -f "$ssh/pid" ] && kill "$(cat "$ssh/pid")" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 cold() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }
 
-ssh-keygen -q -t ed25519 -N '' -f "$ssh/host"; ssh-keygen -q -t ed25519 -N '' -f "$ssh/client"
-cp "$ssh/client.pub" "$ssh/authorized_keys"
-port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-printf '%s\n' "ListenAddress 127.0.0.1" "Port $port" "HostKey $ssh/host" "PidFile $ssh/pid" "AuthorizedKeysFile $ssh/authorized_keys" \
-  "PasswordAuthentication no" "KbdInteractiveAuthentication no" "PermitRootLogin prohibit-password" "StrictModes no" "UsePAM no" "Subsystem sftp internal-sftp" > "$ssh/config"
-/usr/sbin/sshd -f "$ssh/config"
-echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$ssh/host.pub")" > "$ssh/known_hosts"
+source scripts/local-sshd.sh
+start_local_sshd "$ssh"
+port=$PORT
 sshopt=(-i "$ssh/client" -p "$port" -o UserKnownHostsFile="$ssh/known_hosts" -o BatchMode=yes)
 age-keygen -o "$tmp/key.txt" 2>/dev/null
 R=$(age-keygen -y "$tmp/key.txt")

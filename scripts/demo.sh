@@ -51,15 +51,11 @@ echo "the mounted p2/data-1.bin has the same sha256"
 
 echo
 echo "== snapferry backup to an SFTP repository (a real sshd on 127.0.0.1), snapshots, restore"
-ssh=$out/ssh; mkdir -p "$ssh" /run/sshd
-ssh-keygen -q -t ed25519 -N '' -f "$ssh/host"; ssh-keygen -q -t ed25519 -N '' -f "$ssh/client"
-cp "$ssh/client.pub" "$ssh/authorized_keys"
-port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-printf '%s\n' "ListenAddress 127.0.0.1" "Port $port" "HostKey $ssh/host" "PidFile $ssh/pid" "AuthorizedKeysFile $ssh/authorized_keys" \
-  "PasswordAuthentication no" "KbdInteractiveAuthentication no" "PermitRootLogin prohibit-password" "StrictModes no" "UsePAM no" "Subsystem sftp internal-sftp" > "$ssh/config"
-/usr/sbin/sshd -f "$ssh/config"
+ssh=$out/ssh
+source scripts/local-sshd.sh
+start_local_sshd "$ssh"
+port=$PORT
 trap 'kill "$(cat "$ssh/pid" 2>/dev/null)" 2>/dev/null; rm -rf "$out"' EXIT
-echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$ssh/host.pub")" > "$ssh/known_hosts"
 age-keygen -o "$out/key.txt" 2>/dev/null
 recipient=$(age-keygen -y "$out/key.txt")
 repo="sftp://root@127.0.0.1:$port$out/repo"

@@ -8,9 +8,10 @@ import { AgeSink } from '../../src/archive/age/writer.js';
 import { AgeReader } from '../../src/archive/age/reader.js';
 import { parseIdentity, parseIdentityFile, parseRecipient } from '../../src/archive/age/keys.js';
 import { ENCRYPTED_CHUNK_SIZE } from '../../src/archive/age/structs.js';
-import type { ByteSink, RandomAccess } from '../../src/archive/types.js';
+import type { RandomAccess } from '../../src/archive/types.js';
 import { SnapferryError } from '../../src/util/errors.js';
 import { prng, requireTool } from '../helpers/images.js';
+import { bufferSource, memorySink } from '../helpers/bytes.js';
 
 requireTool('age', 'age-keygen');
 const dir = mkdtempSync(join(tmpdir(), 'snapferry-age-'));
@@ -32,34 +33,6 @@ function randomData(size: number, seed: number): Buffer {
   const b = Buffer.allocUnsafe(size);
   for (let i = 0; i < size; i++) b[i] = (r() * 256) | 0;
   return b;
-}
-
-function memorySink(): ByteSink & { bytes(): Buffer; ended: boolean } {
-  const parts: Buffer[] = [];
-  const s = {
-    ended: false,
-    async write(c: Buffer) {
-      parts.push(Buffer.from(c));
-    },
-    async end() {
-      s.ended = true;
-    },
-    bytes: () => Buffer.concat(parts),
-  };
-  return s;
-}
-
-function bufferSource(b: Buffer): RandomAccess & { fetched: number } {
-  const ra = {
-    size: b.length,
-    fetched: 0,
-    async read(offset: number, length: number) {
-      if (offset < 0 || length < 0 || offset + length > b.length) throw new Error(`test source: read past end ${offset}+${length} > ${b.length}`);
-      ra.fetched += length;
-      return b.subarray(offset, offset + length);
-    },
-  };
-  return ra;
 }
 
 async function encrypt(input: Buffer, recipients: string[], seed = 1): Promise<Buffer> {

@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseSeekTable, ZstdSeekableReader, ZstdSeekableSink } from '../../src/archive/zstd/seekable.js';
 import { MAX_FRAME_DECOMPRESSED_SIZE, Seek_Table_Footer, SKIPPABLE_HEADER_SIZE } from '../../src/archive/zstd/structs.js';
-import type { ByteSink, RandomAccess } from '../../src/archive/types.js';
+import type { ByteSink } from '../../src/archive/types.js';
 import { SnapferryError } from '../../src/util/errors.js';
 import { prng, requireTool } from '../helpers/images.js';
+import { bufferSource, memorySink } from '../helpers/bytes.js';
 
 requireTool('zstd');
 const dir = mkdtempSync(join(tmpdir(), 'snapferry-zstd-'));
@@ -29,34 +30,6 @@ function mixedData(size: number, seed: number): Buffer {
     }
   }
   return b;
-}
-
-function memorySink(): ByteSink & { bytes(): Buffer; ended: boolean } {
-  const parts: Buffer[] = [];
-  const s = {
-    ended: false,
-    async write(c: Buffer) {
-      parts.push(Buffer.from(c));
-    },
-    async end() {
-      s.ended = true;
-    },
-    bytes: () => Buffer.concat(parts),
-  };
-  return s;
-}
-
-function bufferSource(b: Buffer): RandomAccess & { fetched: number } {
-  const ra = {
-    size: b.length,
-    fetched: 0,
-    async read(offset: number, length: number) {
-      if (offset < 0 || length < 0 || offset + length > b.length) throw new Error(`test source: read past end ${offset}+${length} > ${b.length}`);
-      ra.fetched += length;
-      return b.subarray(offset, offset + length);
-    },
-  };
-  return ra;
 }
 
 async function compress(input: Buffer, frameSize: number, seed = 1): Promise<{ out: Buffer; sink: ZstdSeekableSink }> {
