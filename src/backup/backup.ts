@@ -27,8 +27,10 @@ const READ_CHUNK = 1 << 20;
 export const MAX_XATTR_BYTES = 512 * 1024;
 /** Extents of one file examined for holes at most (more: stored dense). */
 const MAX_SPARSE_EXTENTS = 65536;
-/** Entries whose metadata and first MiB are read ahead of the one being written. */
+/** Entries whose metadata and first bytes are read ahead of the one being written. */
 const PREFETCH = 16;
+/** Bytes of each file read ahead (a small file whole; the rest of a big one streams). */
+const PREFETCH_BYTES = 128 * 1024;
 /** Hard-linked inodes remembered to link later paths to the first (past this: stored again). */
 const MAX_LINKED_INODES = 1 << 20;
 
@@ -286,9 +288,10 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       const zeros = Buffer.alloc(Math.min(READ_CHUNK, Math.max(1, size)));
       const readRange = async function* (from: number, to: number): AsyncIterable<Buffer> {
         for (let off = from; off < to; ) {
-          const n = Math.min(READ_CHUNK, to - off);
+          // the prefetched head of the file serves the first piece
+          const n = off === 0 && first.length > 0 ? Math.min(first.length, to) : Math.min(READ_CHUNK, to - off);
           let b: Buffer;
-          if (off === 0 && first.length === n) b = first;
+          if (off === 0 && first.length > 0) b = n === first.length ? first : first.subarray(0, n);
           else if (failure) b = zeros.subarray(0, n);
           else {
             try {
@@ -405,7 +408,7 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
         const prev = job.prev;
         pre.unchanged = !!prev && prev.type === 'file' && !prev.error && prev.size === st.size && prev.mtimeNs === String(st.mtimeNs) && prev.ctimeNs === String(st.ctimeNs) && prev.header !== undefined && !!prev.sha256;
         if (!pre.unchanged && st.nlink <= 1) {
-          pre.first = st.size > 0 ? tree.read(job.node, 0, Math.min(READ_CHUNK, st.size)) : Promise.resolve(Buffer.alloc(0));
+          pre.first = st.size > 0 ? tree.read(job.node, 0, Math.min(PREFETCH_BYTES, st.size)) : Promise.resolve(Buffer.alloc(0));
           pre.segments = sparseSegments(job.volume.fs, job.node.ino, st.size, st.allocatedSize);
           pre.first.catch(() => {});
           pre.segments.catch(() => {});
@@ -428,7 +431,7 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       }
       // hard-linked files read their data here, once the first of their paths is known
       if (got.st.type === 'file' && !got.unchanged && !got.first) {
-        got.first = got.st.size > 0 ? tree.read(job.node, 0, Math.min(READ_CHUNK, got.st.size)) : Promise.resolve(Buffer.alloc(0));
+        got.first = got.st.size > 0 ? tree.read(job.node, 0, Math.min(PREFETCH_BYTES, got.st.size)) : Promise.resolve(Buffer.alloc(0));
         got.segments = sparseSegments(job.volume.fs, job.node.ino, got.st.size, got.st.allocatedSize);
         got.first.catch(() => {});
         got.segments.catch(() => {});

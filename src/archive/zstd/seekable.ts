@@ -77,13 +77,29 @@ interface Pending {
   reject(e: Error): void;
 }
 
+/**
+ * One compressing thread per level, shared by every sink of the process (a backup writes its
+ * archive and its index at once): each thread costs ~10 MiB of RSS, and one keeps a core busy.
+ */
 class CompressWorker {
+  private static readonly shared = new Map<number, CompressWorker>();
   private readonly worker: Worker;
   private readonly pending = new Map<number, Pending>();
   private seq = 0;
   private dead: Error | null = null;
+  private users = 0;
 
-  constructor(level: number) {
+  static acquire(level: number): CompressWorker {
+    let w = CompressWorker.shared.get(level);
+    if (!w || w.dead) {
+      w = new CompressWorker(level);
+      CompressWorker.shared.set(level, w);
+    }
+    w.users++;
+    return w;
+  }
+
+  private constructor(private readonly level: number) {
     this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { zstdPath: require.resolve('zstd-napi'), level } });
     this.worker.unref();
     this.worker.on('message', (m: { seq: number; out?: Uint8Array; error?: string }) => {
@@ -116,7 +132,10 @@ class CompressWorker {
     });
   }
 
-  async close(): Promise<void> {
+  /** Gives the thread up; the last user's release stops it. */
+  async release(): Promise<void> {
+    if (--this.users > 0) return;
+    if (CompressWorker.shared.get(this.level) === this) CompressWorker.shared.delete(this.level);
     await this.worker.terminate();
   }
 }
@@ -150,7 +169,7 @@ export class ZstdSeekableSink implements ByteSink {
     if (!Number.isSafeInteger(this.frameSize) || this.frameSize < 1 || this.frameSize > MAX_FRAME_DECOMPRESSED_SIZE) {
       throw new SnapferryError('E_ZSTD_OPTIONS', `frameSize ${this.frameSize} is not in 1..${MAX_FRAME_DECOMPRESSED_SIZE}`, { frameSize: this.frameSize });
     }
-    this.worker = new CompressWorker(this.level);
+    this.worker = CompressWorker.acquire(this.level);
   }
 
   async write(chunk: Buffer): Promise<void> {
@@ -183,7 +202,7 @@ export class ZstdSeekableSink implements ByteSink {
       this.bytesOut += seekTable.length;
       await this.inner.end();
     } finally {
-      await this.worker.close();
+      await this.worker.release();
     }
   }
 
