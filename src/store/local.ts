@@ -55,7 +55,9 @@ export class LocalStore implements Store {
     } else if (!st.isDirectory()) {
       throw new StoreError('E_STORE_NOT_FOUND', `${root}: not a directory`, { path: root });
     }
-    return new LocalStore(location, root);
+    // The absolute root, not the spelling given: backup keys its local state by store.url, so
+    // `./repo` and `/srv/repo` must name one repository.
+    return new LocalStore(root, root);
   }
 
   private path(name: string): string {
