@@ -55,9 +55,7 @@ export class LocalStore implements Store {
     } else if (!st.isDirectory()) {
       throw new StoreError('E_STORE_NOT_FOUND', `${root}: not a directory`, { path: root });
     }
-    // The absolute root, not the spelling given: backup keys its local state by store.url, so
-    // `./repo` and `/srv/repo` must name one repository.
-    return new LocalStore(root, root);
+    return new LocalStore(location, root);
   }
 
   private path(name: string): string {
