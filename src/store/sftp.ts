@@ -106,11 +106,6 @@ interface Session {
   conn: Client;
   sftp: SFTPWrapper;
   closed: boolean;
-  /**
-   * Rejects when the connection goes. ssh2 fails the requests outstanding at that moment, but a
-   * request sent on a dead channel is never answered: every operation races this promise.
-   */
-  lost: Promise<never>;
 }
 
 const call = <T>(fn: (cb: (err: Error | null | undefined, v?: T) => void) => void): Promise<T> =>
@@ -214,13 +209,9 @@ export class SftpStore implements Store {
       let refused: StoreError | null = null;
       let settled = false;
       const conn = new Client();
-      let markLost: (err: Error) => void = () => undefined;
-      const lost = new Promise<never>((_, rej) => (markLost = rej));
-      lost.catch(() => undefined);
-      const s: Session = { conn, sftp: null as unknown as SFTPWrapper, closed: false, lost };
+      const s: Session = { conn, sftp: null as unknown as SFTPWrapper, closed: false };
       const fail = (err: unknown): void => {
         s.closed = true;
-        markLost(new Error(`connection lost: ${(err as Error).message}`));
         if (settled) return;
         settled = true;
         conn.end();
@@ -230,10 +221,7 @@ export class SftpStore implements Store {
         conn.sftp((err, sftp) => {
           if (err) return fail(err);
           s.sftp = sftp;
-          sftp.on('close', () => {
-            s.closed = true;
-            markLost(new Error('sftp channel closed'));
-          });
+          sftp.on('close', () => (s.closed = true));
           settled = true;
           this.session = s;
           resolve(s);
@@ -299,7 +287,7 @@ export class SftpStore implements Store {
   async op<T>(what: string, fn: (sftp: SFTPWrapper, s: Session) => Promise<T>): Promise<T> {
     const s = await this.connect();
     try {
-      return await Promise.race([fn(s.sftp, s), s.lost]);
+      return await fn(s.sftp, s);
     } catch (err) {
       throw this.opError(err, s, what);
     }
@@ -443,7 +431,7 @@ export class SftpStore implements Store {
       close: async () => {
         const hd = handle as { s: Session; h: Buffer } | null;
         handle = null;
-        if (hd && !hd.s.closed) await Promise.race([new Promise<void>((res) => hd.s.sftp.close(hd.h, () => res())), hd.s.lost.catch(() => undefined)]);
+        if (hd && !hd.s.closed) await new Promise<void>((res) => hd.s.sftp.close(hd.h, () => res()));
       },
     };
   }
