@@ -114,7 +114,11 @@ t.test('sshd killed mid-upload and restarted: the put resumes', async (t) => {
   for (let at = 0; at < body.length; at += 1 << 20) {
     await h.write(body.subarray(at, at + (1 << 20)));
     if (at === 4 << 20) {
-      await sshd.kill();
+      sshd.kill();
+      // the session's own sshd child serves the connection: kill every sshd of this test
+      try {
+        execFileSync('pkill', ['-9', '-f', join(sshd.dir, 'sshd_config')]);
+      } catch {}
       await new Promise((r) => setTimeout(r, 300));
       await sshd.restart();
     }
