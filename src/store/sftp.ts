@@ -1,36 +1,63 @@
 /**
- * A store on an SFTP server (ssh2), following OpenSSH's conventions:
- * - keys: --ssh-key FILE, else ssh-agent ($SSH_AUTH_SOCK), else ~/.ssh/id_ed25519, id_ecdsa, id_rsa,
- *   where ~ is the passwd home, as OpenSSH takes it (not $HOME);
- * - host keys: checked against ~/.ssh/known_hosts (plain and hashed `|1|salt|hash` names,
- *   `[host]:port` for other ports); an unknown host is refused unless acceptNewHostKey (then
- *   recorded, like StrictHostKeyChecking=accept-new); a changed key is always refused.
- * URL: sftp://user@host[:port]/absolute/path, or sftp://user@host/~/path relative to the login's home.
+ * A store on an SFTP server, over ssh2, with OpenSSH's conventions:
  *
- * Writes are pipelined (up to WRITE_WINDOW requests of WRITE_CHUNK bytes in flight). A put keeps
- * the bytes of its unacknowledged writes; when the connection drops it reconnects (bounded
- * backoff), reopens its partial file and writes them again — SFTP writes carry their offset, so
- * that is exact — and the upload goes on. A partial object lives under a name list() never shows
- * and gets its final name by hardlink@openssh.com (which fails if the name exists) or rename.
+ * - URL `sftp://user@host[:port]/abs/path`: the path is absolute; `sftp://user@host/~/path` is
+ *   relative to the login directory (restic writes `sftp:user@host:/abs/path`; we take the URL
+ *   form, where a path always starts with '/', so `/~/` is the explicit "home" spelling). No
+ *   password in the URL: keys only. `user` defaults to the local login name.
+ * - Keys: `sshKey` (--ssh-key FILE) alone if given; else the ssh-agent at $SSH_AUTH_SOCK, then
+ *   ~/.ssh/id_ed25519, id_ecdsa, id_rsa — where ~ is the passwd home (os.userInfo().homedir), as
+ *   OpenSSH takes it, not $HOME. Encrypted key files need the agent.
+ * - Host keys: known-hosts.ts against `knownHostsFile` (default ~/.ssh/known_hosts); unknown is
+ *   E_SSH_HOSTKEY_UNKNOWN unless `acceptNewHostKey` (then appended, StrictHostKeyChecking=accept-new);
+ *   changed (or revoked) is E_SSH_HOSTKEY_CHANGED, always. Key types known for the host are
+ *   preferred in the key exchange, as OpenSSH orders HostKeyAlgorithms.
+ *
+ * Writes are pipelined: WRITE_CHUNK-byte SFTP WRITEs, up to WRITE_WINDOW in flight, and write()
+ * resolves only while at most WRITE_WINDOW * WRITE_CHUNK bytes are unacknowledged (backpressure).
+ * Those bytes are kept; when the connection drops, the put reconnects (bounded backoff, retry.ts),
+ * reopens its partial file, checks that the server holds at least the acknowledged prefix, and
+ * sends the unacknowledged writes again — SFTP writes carry their offset, so a write the old
+ * connection did deliver is rewritten with the same bytes. If it cannot, the put fails with
+ * E_STORE_RESUME and the partial is deleted. Reads of big ranges are pipelined the same way.
+ *
+ * Commit: the partial (`<name>.partial-<hex>`, never listed) must hold exactly `written` bytes,
+ * is fsynced (fsync@openssh.com), then hardlink@openssh.com'ed to the final name — link(2) fails
+ * if the name exists, so nothing is ever replaced (posix-rename@openssh.com would replace it) —
+ * and unlinked. Without the extension we use plain SFTP RENAME, which OpenSSH's sftp-server
+ * implements as link+unlink (it refuses an existing target too; other servers may not). If the
+ * reply to the link is lost with the connection, the retry finds the name taken: it then reads the
+ * object back and accepts it only if its SHA-256 equals that of the bytes we wrote.
  */
-import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, readFileSync } from 'node:fs';
-import { userInfo, homedir } from 'node:os';
-import { join, posix } from 'node:path';
+import { createHash } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { homedir, userInfo } from 'node:os';
+import { dirname, join, posix } from 'node:path';
 import ssh2 from 'ssh2';
-import type { SFTPWrapper, ConnectConfig } from 'ssh2';
-import { ExitCode, SnapferryError, TruncatedError } from '../util/errors.js';
-import { PARTIAL_MARK, StoreError, checkName, MAX_LIST } from './local.js';
+import type { AnyAuthMethod, AuthenticationType, ConnectConfig, NextAuthHandler, SFTPWrapper, Stats } from 'ssh2';
+import { SnapferryError, TruncatedError } from '../util/errors.js';
+import { StoreError } from './errors.js';
+import { checkKnownHosts, knownHostsLine, knownKeyTypes } from './known-hosts.js';
+import { checkName, checkPrefix, checkRange, isPartialName, partialName } from './names.js';
+import { retryPolicy, withRetries, type RetryPolicy } from './retry.js';
 import type { OpenStoreOptions, PutHandle, Store, StoreFile, StoreObject } from './types.js';
 
 const { Client } = ssh2;
+type Client = InstanceType<typeof Client>;
 
 export const WRITE_CHUNK = 32 * 1024;
 export const WRITE_WINDOW = 64;
+/** The most bytes a put holds unacknowledged (and so the most it resends after a reconnect). */
+export const PUT_BUFFER_BYTES = WRITE_CHUNK * WRITE_WINDOW;
 export const READ_CHUNK = 64 * 1024;
-export const READ_WINDOW = 16;
-/** Reconnects tried for one operation before it fails. */
-export const RECONNECTS = 5;
+export const READ_WINDOW = 32;
+/** Objects a list() returns at most (a repository holds a few per backup). */
+export const MAX_LIST = 1_000_000;
+
+/** SFTP status codes (draft-ietf-secsh-filexfer-02 §7), as ssh2 puts them on `err.code`. */
+const SSH_FX_NO_SUCH_FILE = 2;
+
+const DEFAULT_HOST_KEY_ALGS = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'];
 
 function passwdHome(): string {
   try {
@@ -40,53 +67,34 @@ function passwdHome(): string {
   }
 }
 
-interface Target {
+export interface SftpTarget {
   user: string;
   host: string;
   port: number;
+  /** Absolute, or relative to the login directory ('.' for the login directory itself). */
   path: string;
 }
 
-export function parseSftpUrl(url: string): Target {
+export function parseSftpUrl(url: string): SftpTarget {
   let u: URL;
   try {
     u = new URL(url);
   } catch {
-    throw new StoreError('E_STORE_URL', `${url}: not a URL (sftp://user@host[:port]/path)`, { url }, ExitCode.usage);
+    throw new StoreError('E_STORE_URL', `${url}: not a URL (sftp://user@host[:port]/path)`, { url });
   }
-  if (u.protocol !== 'sftp:' || !u.hostname || u.password) throw new StoreError('E_STORE_URL', `${url}: want sftp://user@host[:port]/path (no password: keys only)`, { url }, ExitCode.usage);
+  if (u.protocol !== 'sftp:' || !u.hostname) throw new StoreError('E_STORE_URL', `${url}: want sftp://user@host[:port]/path`, { url });
+  if (u.password) throw new StoreError('E_STORE_URL', 'sftp URL with a password: snapferry authenticates with keys only', { url: redact(u) });
+  if (u.search || u.hash) throw new StoreError('E_STORE_URL', `${url}: no query or fragment in an sftp URL`, { url });
   const raw = decodeURIComponent(u.pathname);
-  const path = raw.startsWith('/~/') ? raw.slice(3) : raw === '/~' ? '.' : raw;
-  return { user: decodeURIComponent(u.username) || userInfo().username, host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : 22, path: path || '/' };
+  if (raw.includes('\0')) throw new StoreError('E_STORE_URL', 'NUL in an sftp path', { url });
+  const path = raw === '/~' || raw === '/~/' ? '.' : raw.startsWith('/~/') ? raw.slice(3).replace(/\/+$/, '') : raw.replace(/(.)\/+$/, '$1') || '/';
+  return { user: decodeURIComponent(u.username) || userInfo().username, host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : 22, path };
 }
 
-function knownHostNames(host: string, port: number): string[] {
-  return port === 22 ? [host] : [`[${host}]:${port}`];
-}
-
-/** The known_hosts verdict for a host key blob: known, changed (another key is recorded) or unknown. */
-export function checkKnownHosts(text: string, host: string, port: number, keyType: string, blob: Buffer): 'known' | 'changed' | 'unknown' {
-  const names = knownHostNames(host, port);
-  const b64 = blob.toString('base64');
-  let seen = false;
-  for (const line of text.split('\n')) {
-    const l = line.trim();
-    if (!l || l.startsWith('#') || l.startsWith('@')) continue;
-    const [hosts, type, key] = l.split(/\s+/);
-    if (!hosts || !type || !key) continue;
-    const match = hosts.split(',').some((h) => {
-      if (h.startsWith('|1|')) {
-        const [, , salt, hash] = h.split('|');
-        if (!salt || !hash) return false;
-        return names.some((n) => createHmac('sha1', Buffer.from(salt, 'base64')).update(n).digest('base64') === hash);
-      }
-      return names.includes(h);
-    });
-    if (!match) continue;
-    if (type === keyType && key === b64) return 'known';
-    if (type === keyType) seen = true;
-  }
-  return seen ? 'changed' : 'unknown';
+function redact(u: URL): string {
+  const c = new URL(u.href);
+  c.password = '';
+  return c.href;
 }
 
 function keyTypeOf(blob: Buffer): string {
@@ -94,109 +102,174 @@ function keyTypeOf(blob: Buffer): string {
   return blob.subarray(4, 4 + n).toString('latin1');
 }
 
-function sshError(err: unknown, t: Target): SnapferryError {
-  if (err instanceof SnapferryError) return err;
-  const e = err as Error & { level?: string; code?: string };
-  if (e.level === 'client-authentication') return new StoreError('E_SSH_AUTH', `${t.user}@${t.host}:${t.port}: no key was accepted (${e.message})`, { host: t.host, port: t.port, user: t.user }, ExitCode.failure);
-  return new StoreError('E_SSH', `${t.user}@${t.host}:${t.port}: ${e.message}`, { host: t.host, port: t.port, errno: e.code }, ExitCode.failure);
-}
-
-const cb =
-  <T>(resolve: (v: T) => void, reject: (e: unknown) => void) =>
-  (err: unknown, v?: T) =>
-    err ? reject(err) : resolve(v as T);
-
-/** SFTP status codes that mean "no such file" (ssh2 puts the code on the error). */
-function isNoSuchFile(err: unknown): boolean {
-  return (err as { code?: number }).code === 2;
-}
-
 interface Session {
-  conn: InstanceType<typeof Client>;
+  conn: Client;
   sftp: SFTPWrapper;
   closed: boolean;
+  /**
+   * Rejects when the connection goes. ssh2 fails the requests outstanding at that moment, but a
+   * request sent on a dead channel is never answered: every operation races this promise.
+   */
+  lost: Promise<never>;
 }
+
+const call = <T>(fn: (cb: (err: Error | null | undefined, v?: T) => void) => void): Promise<T> =>
+  new Promise((res, rej) => fn((err, v) => (err ? rej(err) : res(v as T))));
+
+function sftpCode(err: unknown): number | undefined {
+  const c = (err as { code?: unknown }).code;
+  return typeof c === 'number' ? c : undefined;
+}
+
+const isNoSuchFile = (err: unknown): boolean => sftpCode(err) === SSH_FX_NO_SUCH_FILE;
 
 export class SftpStore implements Store {
   private session: Session | null = null;
   private connecting: Promise<Session> | null = null;
+  private closed = false;
+  readonly policy: RetryPolicy;
 
   private constructor(
     readonly url: string,
-    private readonly t: Target,
+    readonly target: SftpTarget,
     private readonly opts: OpenStoreOptions,
-  ) {}
+  ) {
+    this.policy = retryPolicy(opts.retries);
+  }
 
+  /**
+   * Connects (with retries on network errors), checks the location and creates it (mkdir -p)
+   * when `create` is set; a missing location without it is E_STORE_NOT_FOUND.
+   */
   static async open(url: string, opts: OpenStoreOptions = {}): Promise<SftpStore> {
     const s = new SftpStore(url, parseSftpUrl(url), opts);
-    const { sftp } = await s.connect();
-    const st = await new Promise<unknown>((res) => sftp.stat(s.t.path, (err, v) => res(err ? err : v)));
-    if (st instanceof Error) {
-      if (!isNoSuchFile(st)) throw sshError(st, s.t);
-      if (!opts.create) throw new StoreError('E_STORE_NOT_FOUND', `${url}: no such repository directory`, { url }, ExitCode.notFound);
-      await s.mkdirs(sftp, s.t.path);
+    try {
+      await withRetries(`${url}: open`, s.policy, () =>
+        s.op('stat', async (sftp) => {
+          try {
+            const st = await call<Stats>((cb) => sftp.stat(s.target.path, cb));
+            if (!st.isDirectory()) throw new StoreError('E_STORE_NOT_FOUND', `${url}: not a directory`, { url });
+          } catch (err) {
+            if (!isNoSuchFile(err)) throw err;
+            if (!opts.create) throw new StoreError('E_STORE_NOT_FOUND', `${url}: no such repository directory`, { url });
+            await s.mkdirs(sftp, s.target.path);
+          }
+        }),
+      );
+    } catch (err) {
+      await s.close();
+      throw err;
     }
     return s;
   }
 
-  private authConfig(): Partial<ConnectConfig> {
-    if (this.opts.sshKey) return { privateKey: readFileSync(this.opts.sshKey) };
-    const cfg: Partial<ConnectConfig> = {};
-    if (process.env.SSH_AUTH_SOCK) cfg.agent = process.env.SSH_AUTH_SOCK;
-    for (const n of ['id_ed25519', 'id_ecdsa', 'id_rsa']) {
-      const p = join(passwdHome(), '.ssh', n);
-      if (existsSync(p)) {
-        cfg.privateKey = readFileSync(p);
-        break;
+  private authHandler(): ConnectConfig['authHandler'] {
+    const user = this.target.user;
+    const methods: AnyAuthMethod[] = [];
+    const keyFile = (path: string): void => {
+      let key: Buffer;
+      try {
+        key = readFileSync(path);
+      } catch (err) {
+        throw new StoreError('E_SSH_KEY', `${path}: cannot read the private key (${(err as Error).message})`, { path });
+      }
+      const parsed = ssh2.utils.parseKey(key);
+      if (parsed instanceof Error) {
+        if (this.opts.sshKey) throw new StoreError('E_SSH_KEY', `${path}: ${parsed.message} (an encrypted key needs ssh-agent)`, { path });
+        return; // a default key we cannot use: OpenSSH would prompt; we go on to the next
+      }
+      methods.push({ type: 'publickey', username: user, key });
+    };
+    if (this.opts.sshKey) keyFile(this.opts.sshKey);
+    else {
+      if (process.env.SSH_AUTH_SOCK) methods.push({ type: 'agent', username: user, agent: process.env.SSH_AUTH_SOCK });
+      for (const n of ['id_ed25519', 'id_ecdsa', 'id_rsa']) {
+        const p = join(passwdHome(), '.ssh', n);
+        if (existsSync(p)) keyFile(p);
       }
     }
-    return cfg;
+    if (methods.length === 0) throw new StoreError('E_SSH_KEY', `no SSH key: pass --ssh-key, run ssh-agent, or create ${join(passwdHome(), '.ssh', 'id_ed25519')}`, {});
+    return (_left: AuthenticationType[], _partial: boolean, next: NextAuthHandler) => {
+      const m = methods.shift();
+      next(m ?? (false as unknown as AnyAuthMethod));
+    };
   }
 
+  private hostError(code: 'E_SSH_HOSTKEY_UNKNOWN' | 'E_SSH_HOSTKEY_CHANGED', type: string, blob: Buffer, file: string, why: string): StoreError {
+    const fp = `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+    const { host, port } = this.target;
+    return new StoreError(code, `${host}:${port}: host key ${type} ${fp} ${why} (${file})`, { host, port, keyType: type, fingerprint: fp, knownHosts: file });
+  }
+
+  /** The live session, connecting once if there is none (concurrent callers share the attempt). */
   private connect(): Promise<Session> {
+    if (this.closed) return Promise.reject(new StoreError('E_STORE_STATE', `${this.url}: store is closed`));
     if (this.session && !this.session.closed) return Promise.resolve(this.session);
     this.connecting ??= new Promise<Session>((resolve, reject) => {
-      const conn = new Client();
+      const { host, port, user } = this.target;
       const knownHosts = this.opts.knownHostsFile ?? join(passwdHome(), '.ssh', 'known_hosts');
-      let hostError: SnapferryError | null = null;
-      const s: Partial<Session> = { conn, closed: false };
+      const khText = existsSync(knownHosts) ? readFileSync(knownHosts, 'utf8') : '';
+      const preferred = knownKeyTypes(khText, host, port).flatMap((t) => (t === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [t]));
+      const hostKeyAlgs = [...new Set([...preferred.filter((a) => DEFAULT_HOST_KEY_ALGS.includes(a)), ...DEFAULT_HOST_KEY_ALGS])];
+      let refused: StoreError | null = null;
+      let settled = false;
+      const conn = new Client();
+      let markLost: (err: Error) => void = () => undefined;
+      const lost = new Promise<never>((_, rej) => (markLost = rej));
+      lost.catch(() => undefined);
+      const s: Session = { conn, sftp: null as unknown as SFTPWrapper, closed: false, lost };
+      const fail = (err: unknown): void => {
+        s.closed = true;
+        markLost(new Error(`connection lost: ${(err as Error).message}`));
+        if (settled) return;
+        settled = true;
+        conn.end();
+        reject(refused ?? this.connError(err));
+      };
       conn.on('ready', () => {
         conn.sftp((err, sftp) => {
-          if (err) return reject(sshError(err, this.t));
+          if (err) return fail(err);
           s.sftp = sftp;
-          this.session = s as Session;
-          resolve(this.session);
+          sftp.on('close', () => {
+            s.closed = true;
+            markLost(new Error('sftp channel closed'));
+          });
+          settled = true;
+          this.session = s;
+          resolve(s);
         });
       });
-      conn.on('error', (err) => {
-        s.closed = true;
-        reject(hostError ?? sshError(err, this.t));
-      });
-      conn.on('close', () => {
-        s.closed = true;
-      });
+      conn.on('error', fail);
+      conn.on('close', () => fail(new Error('connection closed during the handshake')));
+      let authHandler: ConnectConfig['authHandler'];
+      try {
+        authHandler = this.authHandler();
+      } catch (err) {
+        settled = true;
+        reject(err);
+        return;
+      }
       conn.connect({
-        host: this.t.host,
-        port: this.t.port,
-        username: this.t.user,
-        readyTimeout: 20_000,
+        host,
+        port,
+        username: user,
+        readyTimeout: this.opts.connectTimeoutMs ?? 20_000,
         keepaliveInterval: 15_000,
-        ...this.authConfig(),
-        hostVerifier: (blob: Buffer) => {
+        keepaliveCountMax: 3,
+        authHandler,
+        algorithms: { serverHostKey: hostKeyAlgs as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] },
+        hostVerifier: (blob: Buffer): boolean => {
           const type = keyTypeOf(blob);
           const text = existsSync(knownHosts) ? readFileSync(knownHosts, 'utf8') : '';
-          const verdict = checkKnownHosts(text, this.t.host, this.t.port, type, blob);
-          const fp = `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
+          const verdict = checkKnownHosts(text, host, port, type, blob);
           if (verdict === 'known') return true;
-          if (verdict === 'changed') {
-            hostError = new StoreError('E_SSH_HOSTKEY_CHANGED', `${this.t.host}:${this.t.port}: the host key (${type} ${fp}) differs from the one in ${knownHosts}: refusing (someone may be in the middle)`, { host: this.t.host, port: this.t.port, fingerprint: fp }, ExitCode.failure);
-            return false;
-          }
-          if (!this.opts.acceptNewHostKey) {
-            hostError = new StoreError('E_SSH_HOSTKEY_UNKNOWN', `${this.t.host}:${this.t.port}: unknown host key ${type} ${fp} (not in ${knownHosts}); check it and pass --accept-new-host-key, or add it with ssh-keyscan`, { host: this.t.host, port: this.t.port, fingerprint: fp }, ExitCode.failure);
-            return false;
-          }
-          appendFileSync(knownHosts, `${knownHostNames(this.t.host, this.t.port)[0]} ${type} ${blob.toString('base64')}\n`, { mode: 0o600 });
+          if (verdict === 'revoked') refused = this.hostError('E_SSH_HOSTKEY_CHANGED', type, blob, knownHosts, 'is marked @revoked');
+          else if (verdict === 'changed') refused = this.hostError('E_SSH_HOSTKEY_CHANGED', type, blob, knownHosts, 'differs from the recorded one: refusing (someone may be in the middle)');
+          else if (!this.opts.acceptNewHostKey) refused = this.hostError('E_SSH_HOSTKEY_UNKNOWN', type, blob, knownHosts, 'is not known; check it and pass --accept-new-host-key, or add it with ssh-keyscan');
+          if (refused) return false;
+          mkdirSync(dirname(knownHosts), { recursive: true, mode: 0o700 });
+          const sep = text.length > 0 && !text.endsWith('\n') ? '\n' : '';
+          appendFileSync(knownHosts, sep + knownHostsLine(host, port, type, blob), { mode: 0o600 });
           return true;
         },
       });
@@ -206,229 +279,447 @@ export class SftpStore implements Store {
     return this.connecting;
   }
 
-  /** Runs an idempotent operation, reconnecting (with backoff) when the connection drops. */
-  private async retry<T>(what: string, fn: (sftp: SFTPWrapper) => Promise<T>): Promise<T> {
-    let last: unknown;
-    for (let attempt = 0; attempt <= RECONNECTS; attempt++) {
-      if (attempt) await new Promise((r) => setTimeout(r, Math.min(4000, 100 * 2 ** attempt)));
-      let s: Session;
-      try {
-        s = await this.connect();
-      } catch (err) {
-        if (err instanceof StoreError && (err.code.startsWith('E_SSH_HOSTKEY') || err.code === 'E_SSH_AUTH')) throw err;
-        last = err;
-        continue;
-      }
-      try {
-        return await fn(s.sftp);
-      } catch (err) {
-        if (!s.closed) throw err instanceof SnapferryError ? err : sshError(err, this.t);
-        last = err;
-      }
-    }
-    throw new StoreError('E_STORE_CONNECTION', `${this.url}: ${what}: the connection dropped ${RECONNECTS + 1} times (${(last as Error)?.message})`, { url: this.url }, ExitCode.failure);
+  /** A connection-level error: authentication failure is final, anything else may be retried. */
+  private connError(err: unknown): StoreError {
+    if (err instanceof StoreError) return err;
+    const e = err as Error & { level?: string; code?: string };
+    const { host, port, user } = this.target;
+    if (e.level === 'client-authentication') return new StoreError('E_SSH_AUTH', `${user}@${host}:${port}: no key was accepted`, { host, port, user }, { cause: err });
+    return new StoreError('E_STORE_CONNECTION', `${user}@${host}:${port}: ${e.message}`, { host, port, errno: e.code ?? null }, { cause: err });
   }
 
-  private full(name: string): string {
-    checkName(name);
-    return posix.join(this.t.path, name);
+  /** An error of an operation on `s`: a dropped connection is retryable, an SFTP status is not. */
+  private opError(err: unknown, s: Session, what: string): SnapferryError {
+    if (err instanceof SnapferryError) return err;
+    if (s.closed) return new StoreError('E_STORE_CONNECTION', `${this.url}: ${what}: connection lost (${(err as Error).message})`, { what }, { cause: err });
+    return new StoreError('E_STORE_IO', `${this.url}: ${what}: ${(err as Error).message}`, { what, status: sftpCode(err) ?? null }, { cause: err });
+  }
+
+  /** Runs `fn` on the live session (connecting if needed), typing its errors. Not retried here. */
+  async op<T>(what: string, fn: (sftp: SFTPWrapper, s: Session) => Promise<T>): Promise<T> {
+    const s = await this.connect();
+    try {
+      return await Promise.race([fn(s.sftp, s), s.lost]);
+    } catch (err) {
+      throw this.opError(err, s, what);
+    }
+  }
+
+  private retried<T>(what: string, fn: (sftp: SFTPWrapper, s: Session) => Promise<T>): Promise<T> {
+    return withRetries(`${this.url}: ${what}`, this.policy, () => this.op(what, fn));
+  }
+
+  path(name: string): string {
+    return posix.join(this.target.path, name);
   }
 
   private async mkdirs(sftp: SFTPWrapper, dir: string): Promise<void> {
-    const parts = dir.split('/');
     let cur = dir.startsWith('/') ? '' : '.';
-    for (const p of parts) {
-      if (!p) continue;
+    for (const p of dir.split('/')) {
+      if (!p || p === '.') continue;
       cur = cur === '' ? `/${p}` : `${cur}/${p}`;
+      const at = cur;
       await new Promise<void>((res, rej) =>
-        sftp.mkdir(cur, { mode: 0o700 }, (err) => {
+        sftp.mkdir(at, { mode: 0o700 }, (err) => {
           if (!err) return res();
-          sftp.stat(cur, (e2, st) => (!e2 && st.isDirectory() ? res() : rej(sshError(err, this.t))));
+          sftp.stat(at, (e2, st) => (!e2 && st.isDirectory() ? res() : rej(err)));
         }),
       );
     }
   }
 
   async list(prefix = ''): Promise<StoreObject[]> {
-    return this.retry('list', async (sftp) => {
+    checkPrefix(prefix);
+    return this.retried('list', async (sftp) => {
       const out: StoreObject[] = [];
       const walk = async (rel: string): Promise<void> => {
-        const dir = rel ? posix.join(this.t.path, rel) : this.t.path;
-        const entries = await new Promise<{ filename: string; attrs: { size: number; mtime: number; mode: number } }[]>((res, rej) =>
-          sftp.readdir(dir, (err, list) => (err ? (isNoSuchFile(err) ? res([]) : rej(err)) : res(list as never))),
-        );
+        const dir = rel ? this.path(rel) : this.target.path;
+        let entries: { filename: string; attrs: Stats }[];
+        try {
+          entries = await call((cb) => sftp.readdir(dir, cb));
+        } catch (err) {
+          if (isNoSuchFile(err)) return;
+          throw err;
+        }
         for (const e of entries) {
           const name = rel ? `${rel}/${e.filename}` : e.filename;
-          const type = e.attrs.mode & 0o170000;
-          if (type === 0o040000) {
+          if (e.attrs.isDirectory()) {
             if (prefix === '' || prefix.startsWith(`${name}/`) || name.startsWith(prefix)) await walk(name);
-          } else if (type === 0o100000 && !e.filename.includes(PARTIAL_MARK) && name.startsWith(prefix)) {
+          } else if (e.attrs.isFile() && !isPartialName(e.filename) && name.startsWith(prefix)) {
             out.push({ name, size: e.attrs.size, mtimeMs: e.attrs.mtime * 1000 });
-            if (out.length > MAX_LIST) throw new StoreError('E_STORE_LIST', `${this.url}: more than ${MAX_LIST} objects`, {}, ExitCode.failure);
+            if (out.length > MAX_LIST) throw new StoreError('E_STORE_IO', `${this.url}: more than ${MAX_LIST} objects`, { limit: MAX_LIST });
           }
         }
       };
-      await walk('');
+      const cut = prefix.lastIndexOf('/');
+      await walk(cut < 0 ? '' : prefix.slice(0, cut));
       return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     });
   }
 
   async stat(name: string): Promise<StoreObject | null> {
-    const p = this.full(name);
-    return this.retry('stat', (sftp) => new Promise((res, rej) => sftp.stat(p, (err, st) => (err ? (isNoSuchFile(err) ? res(null) : rej(err)) : res(st.isFile() ? { name, size: st.size, mtimeMs: st.mtime * 1000 } : null)))));
+    checkName(name);
+    const p = this.path(name);
+    return this.retried(`stat ${name}`, async (sftp) => {
+      try {
+        const st = await call<Stats>((cb) => sftp.stat(p, cb));
+        return st.isFile() ? { name, size: st.size, mtimeMs: st.mtime * 1000 } : null;
+      } catch (err) {
+        if (isNoSuchFile(err)) return null;
+        throw err;
+      }
+    });
   }
 
   async get(name: string, offset: number, length: number): Promise<Buffer> {
-    const ra = await this.open(name);
+    const f = await this.open(name);
     try {
-      return await ra.read(offset, length);
+      return await f.read(offset, length);
     } finally {
-      await ra.close();
+      await f.close();
     }
   }
 
+  /** Reads [offset, offset+length) of an open handle: READ_WINDOW requests in flight, short reads re-asked. */
+  static readRange(sftp: SFTPWrapper, h: Buffer, what: string, offset: number, length: number): Promise<Buffer> {
+    const out = Buffer.allocUnsafe(length);
+    if (length === 0) return Promise.resolve(out);
+    return new Promise((resolve, reject) => {
+      let next = 0;
+      let inflight = 0;
+      let done = 0;
+      let failed = false;
+      const piece = (at: number, len: number): void => {
+        inflight++;
+        sftp.read(h, out, at, len, offset + at, (err, n) => {
+          inflight--;
+          if (failed) return;
+          if (err || n === 0) {
+            failed = true;
+            return reject(err ?? new TruncatedError(what, offset + at, len, offset + at));
+          }
+          done += n;
+          if (n < len) piece(at + n, len - n);
+          pump();
+        });
+      };
+      const pump = (): void => {
+        while (inflight < READ_WINDOW && next < length) {
+          const len = Math.min(READ_CHUNK, length - next);
+          piece(next, len);
+          next += len;
+        }
+        if (done === length) resolve(out);
+      };
+      pump();
+    });
+  }
+
   async open(name: string): Promise<StoreFile> {
-    const p = this.full(name);
-    const st = await this.stat(name);
-    if (!st) throw new StoreError('E_STORE_NOT_FOUND', `${name}: not in ${this.url}`, { name }, ExitCode.notFound);
-    const size = st.size;
+    checkName(name);
+    const p = this.path(name);
     let handle: { s: Session; h: Buffer } | null = null;
-    const handleFor = async (sftp: SFTPWrapper): Promise<Buffer> => {
-      if (handle && !handle.s.closed && handle.s.sftp === sftp) return handle.h;
-      const h = await new Promise<Buffer>((res, rej) => sftp.open(p, 'r', cb(res, rej)));
-      handle = { s: this.session!, h };
-      return h;
+    const handleOn = async (sftp: SFTPWrapper, s: Session): Promise<Buffer> => {
+      if (handle && handle.s === s && !s.closed) return handle.h;
+      try {
+        handle = { s, h: await call<Buffer>((cb) => sftp.open(p, 'r', cb)) };
+      } catch (err) {
+        if (isNoSuchFile(err)) throw new StoreError('E_STORE_NOT_FOUND', `${this.url}: no object ${name}`, { name });
+        throw err;
+      }
+      return handle.h;
     };
-    const readPiece = (sftp: SFTPWrapper, h: Buffer, out: Buffer, at: number, off: number, len: number): Promise<void> =>
-      new Promise((res, rej) =>
-        sftp.read(h, out, at, len, off, (err, n) => {
-          if (err) return rej(err);
-          if (n === 0) return rej(new TruncatedError(name, off, len, off));
-          if (n < len) return readPiece(sftp, h, out, at + n, off + n, len - n).then(res, rej);
-          res();
-        }),
-      );
+    const size = await this.retried(`open ${name}`, async (sftp, s) => {
+      const h = await handleOn(sftp, s);
+      return (await call<Stats>((cb) => sftp.fstat(h, cb))).size;
+    });
     return {
       size,
       read: (offset: number, length: number) => {
-        if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) return Promise.reject(new TruncatedError(name, offset, length, size));
-        return this.retry(`read ${name}`, async (sftp) => {
-          const h = await handleFor(sftp);
-          const out = Buffer.allocUnsafe(length);
-          const pieces: Promise<void>[] = [];
-          for (let at = 0; at < length; at += READ_CHUNK) {
-            pieces.push(readPiece(sftp, h, out, at, offset + at, Math.min(READ_CHUNK, length - at)));
-            if (pieces.length >= READ_WINDOW) await pieces.shift();
-          }
-          await Promise.all(pieces);
-          return out;
-        });
+        checkRange(name, offset, length);
+        if (offset + length > size) return Promise.reject(new TruncatedError(name, offset, length, size));
+        return this.retried(`read ${name}`, async (sftp, s) => SftpStore.readRange(sftp, await handleOn(sftp, s), name, offset, length));
       },
       close: async () => {
         const hd = handle as { s: Session; h: Buffer } | null;
-        if (hd && !hd.s.closed) await new Promise<void>((res) => hd.s.sftp.close(hd.h, () => res()));
+        handle = null;
+        if (hd && !hd.s.closed) await Promise.race([new Promise<void>((res) => hd.s.sftp.close(hd.h, () => res())), hd.s.lost.catch(() => undefined)]);
       },
     };
   }
 
   async put(name: string): Promise<PutHandle> {
-    const final = this.full(name);
-    if (await this.stat(name)) throw new StoreError('E_STORE_EXISTS', `${name} exists in ${this.url} (archives are immutable)`, { name }, ExitCode.failure);
-    const tmp = `${final}${PARTIAL_MARK}${randomBytes(6).toString('hex')}`;
-    await this.retry('mkdir', (sftp) => this.mkdirs(sftp, posix.dirname(final)));
-    let h: { s: Session; h: Buffer } = await this.retry('open', async (sftp) => ({ s: this.session!, h: await new Promise<Buffer>((res, rej) => sftp.open(tmp, 'wx', { mode: 0o600 }, cb(res, rej))) }));
-    /** Writes sent and not yet acknowledged: resent after a reconnect. */
-    const unacked = new Map<number, Buffer>();
-    const waiters: (() => void)[] = [];
-    let written = 0;
-    let failure: unknown = null;
-    let done = false;
-    let reconnecting: Promise<void> | null = null;
-
-    const reopen = (): Promise<void> =>
-      (reconnecting ??= this.retry('resume', async (sftp) => {
-        const nh = await new Promise<Buffer>((res, rej) => sftp.open(tmp, 'r+', cb(res, rej)));
-        h = { s: this.session!, h: nh };
-        for (const [off, buf] of [...unacked].sort((a, b) => a[0] - b[0])) send(off, buf);
-      }).finally(() => {
-        reconnecting = null;
-      }));
-
-    const send = (off: number, buf: Buffer): void => {
-      const cur = h;
-      cur.s.sftp.write(cur.h, buf, 0, buf.length, off, (err) => {
-        if (err) {
-          if (cur.s.closed) {
-            // the connection went: this write is resent once we are back
-            reopen().catch((e) => {
-              failure = e;
-              for (const w of waiters.splice(0)) w();
-            });
-            return;
-          }
-          failure = sshError(err, this.t);
-        } else unacked.delete(off);
-        for (const w of waiters.splice(0)) w();
-      });
-    };
-    const room = async (max: number): Promise<void> => {
-      while (!failure && unacked.size > max) await new Promise<void>((r) => waiters.push(r));
-      if (failure) throw failure;
-    };
-    const abort = async (): Promise<void> => {
-      if (done) return;
-      done = true;
-      await this.retry('abort', (sftp) => new Promise<void>((res) => sftp.unlink(tmp, () => res()))).catch(() => {});
-    };
-    return {
-      get written() {
-        return written;
-      },
-      write: async (chunk: Buffer) => {
-        if (done) throw new StoreError('E_STORE_CLOSED', `${name}: write after end or abort`, { name }, ExitCode.failure);
-        for (let at = 0; at < chunk.length; at += WRITE_CHUNK) {
-          await room(WRITE_WINDOW - 1);
-          // copied: the caller may reuse its buffer once write resolves, and we may need to resend
-          const piece = Buffer.from(chunk.subarray(at, Math.min(chunk.length, at + WRITE_CHUNK)));
-          unacked.set(written, piece);
-          if (!reconnecting) send(written, piece);
-          written += piece.length;
-        }
-      },
-      end: async () => {
-        try {
-          await room(0);
-          if (reconnecting) await reconnecting;
-          await room(0);
-          await this.retry('finish', async (sftp) => {
-            const st = await new Promise<{ size: number }>((res, rej) => sftp.stat(tmp, cb(res, rej)));
-            if (st.size !== written) throw new StoreError('E_STORE_PARTIAL', `${name}: the server holds ${st.size} of ${written} bytes`, { name }, ExitCode.failure);
-            if (h.s.sftp === sftp && !h.s.closed) await new Promise<void>((res) => sftp.close(h.h, () => res()));
-            // hardlink fails when the final name exists: an object is never replaced
-            await new Promise<void>((res, rej) =>
-              sftp.ext_openssh_hardlink(tmp, final, (err) => {
-                if (!err) return sftp.unlink(tmp, () => res());
-                sftp.stat(final, (e2) => (e2 ? rej(err) : rej(new StoreError('E_STORE_EXISTS', `${name} appeared in ${this.url} during the upload; not replaced`, { name }, ExitCode.failure))));
-              }),
-            );
-          });
-          done = true;
-        } catch (err) {
-          await abort();
-          throw err;
-        }
-      },
-      abort,
-    };
+    checkName(name);
+    if (await this.stat(name)) throw new StoreError('E_STORE_EXISTS', `${this.url}: ${name} exists (archives are immutable)`, { name });
+    const final = this.path(name);
+    const temp = posix.join(posix.dirname(final), partialName(posix.basename(final)));
+    const h = await this.retried(`put ${name}`, async (sftp, s) => {
+      await this.mkdirs(sftp, posix.dirname(final));
+      return { s, h: await call<Buffer>((cb) => sftp.open(temp, 'wx', { mode: 0o600 }, cb)) };
+    });
+    return new SftpPut(this, name, temp, final, h);
   }
 
   async delete(name: string): Promise<void> {
-    const p = this.full(name);
-    await this.retry('delete', (sftp) => new Promise<void>((res, rej) => sftp.unlink(p, (err) => (err && !isNoSuchFile(err) ? rej(err) : res()))));
+    checkName(name);
+    const p = this.path(name);
+    await this.retried(`delete ${name}`, async (sftp) => {
+      await call<void>((cb) => sftp.unlink(p, cb)).catch((err) => {
+        if (!isNoSuchFile(err)) throw err;
+      });
+    });
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.session?.conn.end();
     this.session = null;
+  }
+}
+
+interface Segment {
+  offset: number;
+  data: Buffer;
+  sent: boolean;
+  acked: boolean;
+}
+
+/** One streaming upload; see the header for the resume and commit protocol. */
+class SftpPut implements PutHandle {
+  written = 0;
+  /** Bytes [0, acked) are acknowledged by the server (contiguous prefix). */
+  private acked = 0;
+  private readonly segments: Segment[] = [];
+  private inflight = 0;
+  /** Bumped on every reconnect and on abort: callbacks of older writes are ignored. */
+  private generation = 0;
+  private resuming: Promise<void> | null = null;
+  private failure: SnapferryError | null = null;
+  private state: 'open' | 'ending' | 'done' | 'aborted' | 'failed' = 'open';
+  private waiters: (() => void)[] = [];
+  private readonly hash = createHash('sha256');
+  /** Reconnects this put survived (for tests and logs). */
+  resumes = 0;
+
+  constructor(
+    private readonly store: SftpStore,
+    private readonly name: string,
+    private readonly temp: string,
+    private readonly final: string,
+    private handle: { s: Session; h: Buffer },
+  ) {}
+
+  private wake(): void {
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  private async until(cond: () => boolean): Promise<void> {
+    while (!this.failure && !cond()) await new Promise<void>((r) => this.waiters.push(r));
+    if (this.failure) throw this.failure;
+  }
+
+  private checkOpen(): void {
+    if (this.failure) throw this.failure;
+    if (this.state !== 'open') throw new StoreError('E_STORE_STATE', `${this.store.url}: put ${this.name} is ${this.state}`, { name: this.name });
+  }
+
+  async write(chunk: Buffer): Promise<void> {
+    this.checkOpen();
+    this.hash.update(chunk);
+    for (let at = 0; at < chunk.length; at += WRITE_CHUNK) {
+      const len = Math.min(WRITE_CHUNK, chunk.length - at);
+      await this.until(() => this.written - this.acked + len <= PUT_BUFFER_BYTES);
+      // a copy: the caller may reuse its buffer once write() resolves, and we may have to resend it
+      this.segments.push({ offset: this.written, data: Buffer.from(chunk.subarray(at, at + len)), sent: false, acked: false });
+      this.written += len;
+      this.pump();
+    }
+  }
+
+  private pump(): void {
+    if (this.resuming || this.failure || this.state === 'aborted') return;
+    if (this.handle.s.closed) return this.resume();
+    for (const seg of this.segments) {
+      if (this.inflight >= WRITE_WINDOW) break;
+      if (seg.sent) continue;
+      this.send(seg);
+    }
+  }
+
+  private send(seg: Segment): void {
+    const gen = this.generation;
+    const { s, h } = this.handle;
+    seg.sent = true;
+    this.inflight++;
+    s.sftp.write(h, seg.data, 0, seg.data.length, seg.offset, (err) => {
+      if (gen !== this.generation) return;
+      this.inflight--;
+      if (err) {
+        if (s.closed) return this.resume();
+        return void this.fail(new StoreError('E_STORE_IO', `${this.store.url}: write ${this.name} at ${seg.offset}: ${err.message}`, { name: this.name, offset: seg.offset, status: sftpCode(err) ?? null }, { cause: err }));
+      }
+      seg.acked = true;
+      let n = 0;
+      while (n < this.segments.length && this.segments[n]!.acked) n++;
+      if (n > 0) {
+        const last = this.segments[n - 1]!;
+        this.acked = last.offset + last.data.length;
+        this.segments.splice(0, n);
+      }
+      this.pump();
+      this.wake();
+    });
+  }
+
+  /**
+   * After a dropped connection: reconnect (bounded backoff), reopen the partial without
+   * truncating it, require that it holds the acknowledged prefix, and resend what was not
+   * acknowledged.
+   */
+  private resume(): void {
+    if (this.resuming || this.failure) return;
+    this.generation++;
+    this.inflight = 0;
+    for (const seg of this.segments) if (!seg.acked) seg.sent = false;
+    this.resuming = withRetries(`${this.store.url}: resume ${this.name}`, this.store.policy, () =>
+      this.store.op(`resume ${this.name}`, async (sftp, s) => {
+        let h: Buffer;
+        try {
+          h = await call<Buffer>((cb) => sftp.open(this.temp, 'r+', cb));
+        } catch (err) {
+          if (isNoSuchFile(err)) throw new StoreError('E_STORE_RESUME', `${this.store.url}: ${this.name}: the partial upload vanished`, { name: this.name });
+          throw err;
+        }
+        const { size } = await call<Stats>((cb) => sftp.fstat(h, cb));
+        if (size < this.acked) {
+          throw new StoreError('E_STORE_RESUME', `${this.store.url}: ${this.name}: the server holds ${size} bytes of the ${this.acked} it acknowledged`, { name: this.name, size, acked: this.acked });
+        }
+        this.handle = { s, h };
+      }),
+    ).then(
+      () => {
+        this.resumes++;
+        this.resuming = null;
+        this.pump();
+        this.wake();
+      },
+      (err: unknown) => {
+        this.resuming = null;
+        const e = err instanceof StoreError && err.code === 'E_STORE_RESUME' ? err : new StoreError('E_STORE_RESUME', `${this.store.url}: ${this.name}: cannot resume the upload (${(err as Error).message})`, { name: this.name, acked: this.acked }, { cause: err });
+        void this.fail(e);
+      },
+    );
+  }
+
+  /** Fails the put for good and deletes the partial (best effort: it is never listed anyway). */
+  private async fail(err: SnapferryError): Promise<void> {
+    if (this.failure) return;
+    this.failure = err;
+    this.state = 'failed';
+    this.generation++;
+    this.wake();
+    await this.removePartial(0);
+  }
+
+  private async removePartial(retries: number): Promise<void> {
+    await withRetries(`${this.store.url}: remove ${this.temp}`, { ...this.store.policy, retries }, () =>
+      this.store.op('remove partial', (sftp) => call<void>((cb) => sftp.unlink(this.temp, cb)).catch((e) => {
+        if (!isNoSuchFile(e)) throw e;
+      })),
+    ).catch(() => undefined);
+  }
+
+  async end(): Promise<void> {
+    this.checkOpen();
+    this.state = 'ending';
+    try {
+      await this.until(() => this.acked === this.written && !this.resuming);
+      const digest = this.hash.digest();
+      let linkSent = false;
+      await withRetries(`${this.store.url}: commit ${this.name}`, this.store.policy, () =>
+        this.store.op(`commit ${this.name}`, async (sftp, s) => {
+          if (linkSent && (await this.committedEarlier(sftp, digest))) return;
+          let h = this.handle.s === s ? this.handle.h : null;
+          if (!h) {
+            h = await call<Buffer>((cb) => sftp.open(this.temp, 'r+', cb)).catch((err) => {
+              if (isNoSuchFile(err)) throw new StoreError('E_STORE_RESUME', `${this.store.url}: ${this.name}: the partial upload vanished before the commit`, { name: this.name });
+              throw err;
+            });
+            this.handle = { s, h };
+          }
+          const { size } = await call<Stats>((cb) => sftp.fstat(h!, cb));
+          if (size !== this.written) throw new StoreError('E_STORE_RESUME', `${this.store.url}: ${this.name}: the partial holds ${size} bytes, we wrote ${this.written}`, { name: this.name, size, written: this.written });
+          await call<void>((cb) => sftp.ext_openssh_fsync(h!, (err) => cb(err))).catch((err: Error) => {
+            if (!/not support/i.test(err.message)) throw err;
+          });
+          await call<void>((cb) => sftp.close(h!, cb));
+          linkSent = true;
+          await this.link(sftp);
+        }),
+      );
+      this.state = 'done';
+    } catch (err) {
+      const e = err instanceof SnapferryError ? err : new StoreError('E_STORE_IO', String(err));
+      await this.fail(e);
+      throw e;
+    }
+  }
+
+  /** hardlink@openssh.com (refuses an existing name), else RENAME; then the partial goes. */
+  private async link(sftp: SFTPWrapper): Promise<void> {
+    try {
+      await call<void>((cb) => sftp.ext_openssh_hardlink(this.temp, this.final, cb));
+    } catch (err) {
+      if (/not support/i.test((err as Error).message)) {
+        await this.refuseIfExists(sftp, err);
+        return call<void>((cb) => sftp.rename(this.temp, this.final, cb));
+      }
+      return this.refuseIfExists(sftp, err);
+    }
+    await call<void>((cb) => sftp.unlink(this.temp, cb)).catch(() => undefined);
+  }
+
+  private async refuseIfExists(sftp: SFTPWrapper, cause: unknown): Promise<never> {
+    const exists = await call<Stats>((cb) => sftp.stat(this.final, cb)).then(
+      () => true,
+      () => false,
+    );
+    if (exists) throw new StoreError('E_STORE_EXISTS', `${this.store.url}: ${this.name} appeared during the upload; not replaced`, { name: this.name });
+    throw cause;
+  }
+
+  /**
+   * After a commit whose reply was lost: is the object under the final name ours? Only if it has
+   * our size and our SHA-256 (read back); then the partial, if still there, goes.
+   */
+  private async committedEarlier(sftp: SFTPWrapper, digest: Buffer): Promise<boolean> {
+    let st: Stats;
+    try {
+      st = await call<Stats>((cb) => sftp.stat(this.final, cb));
+    } catch (err) {
+      if (isNoSuchFile(err)) return false;
+      throw err;
+    }
+    if (st.size !== this.written) throw new StoreError('E_STORE_EXISTS', `${this.store.url}: ${this.name} appeared during the upload; not replaced`, { name: this.name });
+    const h = await call<Buffer>((cb) => sftp.open(this.final, 'r', cb));
+    const sha = createHash('sha256');
+    try {
+      for (let at = 0; at < this.written; at += 8 << 20) sha.update(await SftpStore.readRange(sftp, h, this.name, at, Math.min(8 << 20, this.written - at)));
+    } finally {
+      await call<void>((cb) => sftp.close(h, cb)).catch(() => undefined);
+    }
+    if (!sha.digest().equals(digest)) throw new StoreError('E_STORE_EXISTS', `${this.store.url}: ${this.name} appeared during the upload; not replaced`, { name: this.name });
+    await call<void>((cb) => sftp.unlink(this.temp, cb)).catch(() => undefined);
+    return true;
+  }
+
+  async abort(): Promise<void> {
+    if (this.state === 'done' || this.state === 'aborted') return;
+    this.state = 'aborted';
+    this.generation++;
+    this.wake();
+    const { s, h } = this.handle;
+    if (!s.closed) s.sftp.close(h, () => undefined);
+    await this.removePartial(this.store.policy.retries);
   }
 }

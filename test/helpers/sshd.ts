@@ -3,7 +3,7 @@
  * keys and known_hosts, keys only. Missing sshd fails the test (it never skips).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,8 +19,56 @@ export interface Sshd {
   dir: string;
   /** Starts it again on the same port after kill(). */
   restart(): Promise<void>;
-  kill(): void;
-  stop(): void;
+  /**
+   * SIGKILL the listener and every process it forked (the per-connection sshd and its sftp
+   * session), by pid, found under /proc: a crash of the server, not a polite shutdown. Killing
+   * only the listener would leave the established connection served by its child.
+   */
+  kill(): Promise<void>;
+  /** SIGTERM the listener and its children, and wait for the listener to exit. */
+  stop(): Promise<void>;
+}
+
+/** Every live descendant of `root`, from /proc/<pid>/stat's ppid field (children first). */
+function descendants(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+      // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split after the last ')'
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parent.set(Number(d), ppid);
+    } catch {
+      // the process exited while we looked
+    }
+  }
+  const out: number[] = [];
+  const walk = (pid: number): void => {
+    for (const [child, pp] of parent) if (pp === pid) {
+      walk(child);
+      out.push(child);
+    }
+  };
+  walk(root);
+  return out;
+}
+
+function signalTree(child: ChildProcess | null, sig: NodeJS.Signals): void {
+  if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
+  const pids = descendants(child.pid);
+  for (const pid of [child.pid, ...pids]) {
+    try {
+      process.kill(pid, sig);
+    } catch {
+      // already gone
+    }
+  }
+}
+
+function exited(child: ChildProcess | null): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => child.once('exit', () => r()));
 }
 
 async function freePort(): Promise<number> {
@@ -86,7 +134,11 @@ export async function startSshd(): Promise<Sshd> {
   let child: ChildProcess | null = null;
   const start = async (): Promise<void> => {
     child = spawn(sshd, ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-    child.stderr!.on('data', () => {});
+    const log: Buffer[] = [];
+    child.stderr!.on('data', (d: Buffer) => log.push(d));
+    child.once('exit', (code, sig) => {
+      if (code !== 0 && code !== null && sig === null) process.stderr.write(`sshd exited ${code}: ${Buffer.concat(log).toString()}\n`);
+    });
     await accepting(port, 10_000);
   };
   await start();
@@ -98,7 +150,14 @@ export async function startSshd(): Promise<Sshd> {
     knownHosts,
     dir,
     restart: start,
-    kill: () => child?.kill('SIGKILL'),
-    stop: () => child?.kill('SIGTERM'),
+    kill: async () => {
+      signalTree(child, 'SIGKILL');
+      await exited(child);
+    },
+    stop: async () => {
+      signalTree(child, 'SIGTERM');
+      await exited(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }
