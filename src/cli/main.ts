@@ -57,7 +57,7 @@ Options:
   --ignore-cid-mismatch   accept a delta whose parentCID differs from its parent's CID
   --max-chain-depth N     refuse chains deeper than N (default 64)
   --allow-external-extents  accept VMDK extent names that are absolute or contain '..'
-  --cache-mib N           byte budget of the grain caches, in MiB (default 64); ls/cat/stat give the
+  --cache-mib N           byte budget of the grain caches, in MiB (default 32); ls/cat/stat give the
                           filesystem's metadata caches the same budget again
   --force                 export: overwrite OUT if it exists (never one of the source's files)
   --progress / --no-progress   export: a progress bar (default: only when stderr is a terminal)
@@ -164,6 +164,14 @@ const options = {
   'known-hosts': { type: 'string' },
 } satisfies ParseArgsConfig['options'];
 
+/**
+ * The caches' byte budget. Walks and bulk reads touch each MFT record, inode table block and grain
+ * table once, so a large cache buys little: measured on bench/mount.sh's 50,050-file NTFS volume, a
+ * cold `find` through the mount took 2.56 s with 32 MiB, 2.65 s with 48 and 2.96 s with 96, at a peak
+ * RSS of 124, 132 and 150 MiB.
+ */
+const DEFAULT_CACHE_MIB = 32;
+
 export interface CommonOptions {
   json: boolean;
   ignoreCidMismatch: boolean;
@@ -197,7 +205,7 @@ export async function main(argv: string[]): Promise<number> {
       ignoreCidMismatch: values['ignore-cid-mismatch'] === true,
       allowExternalExtents: values['allow-external-extents'] === true,
       maxChainDepth: intOption('max-chain-depth', values['max-chain-depth'], 64, 1, 4096),
-      cacheBytes: intOption('cache-mib', values['cache-mib'], 64, 1, 65536) * 1024 * 1024,
+      cacheBytes: intOption('cache-mib', values['cache-mib'], DEFAULT_CACHE_MIB, 1, 65536) * 1024 * 1024,
     };
     switch (command) {
       case 'inspect':
