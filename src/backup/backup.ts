@@ -23,6 +23,13 @@ import type { Selector } from './select.js';
 
 /** Bytes read from a file per request. */
 const READ_CHUNK = 1 << 20;
+/**
+ * Zeros for holes and for the rest of a file that failed mid-read: one buffer for the process, only
+ * ever read (hashed and copied by the tar writer), never handed to anything that writes into it.
+ * A zero-filled buffer per file cost a full backup of 50,050 files 450 MB of allocations.
+ */
+let zeroChunk: Buffer | undefined;
+const zerosOf = (n: number): Buffer => (zeroChunk ??= Buffer.alloc(READ_CHUNK)).subarray(0, Math.min(n, READ_CHUNK));
 /** Extended attributes of one entry stored in its PAX header at most (the rest is reported). */
 export const MAX_XATTR_BYTES = 512 * 1024;
 /** Extents of one file examined for holes at most (more: stored dense). */
@@ -289,7 +296,7 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       if (segments) entry.sparse = segments;
       entry.size = size;
       let failure: { code: string; message: string } | undefined;
-      const zeros = Buffer.alloc(Math.min(READ_CHUNK, Math.max(1, size)));
+      const zeros = zerosOf(Math.max(1, size));
       const readRange = async function* (from: number, to: number): AsyncIterable<Buffer> {
         for (let off = from; off < to; ) {
           // the prefetched head of the file serves the first piece
