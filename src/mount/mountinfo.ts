@@ -9,6 +9,8 @@ import { spawnSync } from 'node:child_process';
 import { resolve } from 'node:path';
 
 export interface MountEntry {
+  /** The filesystem's device, major:minor (a FUSE mount's is 0:N, also the name of its bdi). */
+  device: string;
   mountPoint: string;
   fsType: string;
   source: string;
@@ -27,7 +29,7 @@ export function parseMountinfo(text: string): MountEntry[] {
     const f = line.split(' ');
     const sep = f.indexOf('-');
     if (sep < 6 || f.length < sep + 3) continue;
-    out.push({ mountPoint: unescape(f[4]!), options: f[5]!, fsType: f[sep + 1]!, source: unescape(f[sep + 2]!) });
+    out.push({ device: f[2]!, mountPoint: unescape(f[4]!), options: f[5]!, fsType: f[sep + 1]!, source: unescape(f[sep + 2]!) });
   }
   return out;
 }
