@@ -41,6 +41,11 @@ Usage:
                                           files (or everything) of backup ID ('latest', or an id prefix)
   snapferry verify --repo REPO [ID] --identity KEYFILE
                                           read a backup end to end; name the archive and entry of any damage
+  snapferry agent --role=ROLE             the appliance's SSH forced command (snapferry agent --help)
+  snapferry jobs | job ID [--follow] | cancel ID | jobd [--config FILE]
+                                          backups queued as jobs that outlive the SSH session
+  snapferry disks [--all] [--json]        the block devices attached to the appliance, with their volumes
+  snapferry config check|apply            the appliance's configuration file; schedules -> systemd timers
   snapferry --help | --version
 
 DISK is a raw image, a block device (/dev/sdX), a VMDK (descriptor or sparse file; the top of a
@@ -190,6 +195,8 @@ function intOption(name: string, raw: string | undefined, fallback: number, min:
 export async function main(argv: string[]): Promise<number> {
   const wantsJson = argv.includes('--json');
   try {
+    // the appliance's commands (src/cli/agent.ts) parse their own options (--role, --follow, --config ...)
+    if (['agent', 'jobd', 'jobs', 'job', 'cancel', 'disks', 'config'].includes(argv[0] ?? '')) return await (await import('./agent.js')).applianceCommand(argv);
     const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
     if (values.version) {
       process.stdout.write(`${version}\n`);
