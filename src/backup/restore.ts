@@ -186,11 +186,27 @@ function times(e: IndexEntry): [number | Date, number | Date] {
 export async function runRestore(o: RestoreOptions): Promise<RestoreSummary> {
   await requireRepository(o.store);
   const m = await readManifest(o.store, o.id);
+  // an image backup's files are read through its disks (image-restore.ts), then written here
+  if (m.kind === 'image') return (await import('./image-restore.js')).restoreImageFiles(o);
   const archives = new Archives(o.store, o.identities);
+  try {
+    const s = await restoreEntries(o, m.id, indexEntries(o.store, m, o.identities), (e) => entryData(archives, m.id, e));
+    s.bytesFetched = await archives.totalFetched();
+    return s;
+  } finally {
+    await archives.close();
+  }
+}
+
+/**
+ * Writes entries (in tree order, each directory before what is in it) under o.target, with the
+ * rules above; `data` gives a regular file's bytes. Shared by file-level and image restores.
+ */
+export async function restoreEntries(o: Omit<RestoreOptions, 'store' | 'identities'>, id: string, entries: AsyncIterable<IndexEntry>, data: (e: IndexEntry) => AsyncIterable<Buffer>): Promise<RestoreSummary> {
   const root = Buffer.from(o.target);
   if ((await isRealDir(root)) === null) await mkdir(o.target, { recursive: true });
   else if (!(await isRealDir(root))) throw new RestoreError('E_RESTORE_TARGET', `${o.target} is not a directory`, { target: o.target }, ExitCode.usage);
-  const s: RestoreSummary = { id: m.id, entries: 0, files: 0, bytes: 0, bytesFetched: 0, skipped: 0, errors: 0 };
+  const s: RestoreSummary = { id, entries: 0, files: 0, bytes: 0, bytesFetched: 0, skipped: 0, errors: 0 };
   const restoredAt = new Map<string, Buffer>(); // hard links: tree path -> where it was restored
   const dirs: { path: Buffer; e: IndexEntry }[] = [];
   const isRoot = process.getuid?.() === 0;
@@ -200,7 +216,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreSummary> {
     o.onWarning?.({ path, code: e.code, message: e.message });
   };
 
-  for await (const e of indexEntries(o.store, m, o.identities)) {
+  for await (const e of entries) {
     if (!selects(o.paths, e)) continue;
     s.entries++;
     const parts = safeComponents(entryPathBytes(e));
@@ -246,7 +262,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreSummary> {
       const fh = await open(tmp, F.O_WRONLY | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW, 0o600);
       try {
         let off = 0;
-        for await (const b of entryData(archives, m.id, e)) {
+        for await (const b of data(e)) {
           // all-zero pieces become holes: a sparse file stays sparse
           if (!b.every((x) => x === 0)) await fh.write(b, 0, b.length, off);
           off += b.length;
@@ -280,8 +296,6 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreSummary> {
       warn(d.e.path, err);
     }
   }
-  s.bytesFetched = await archives.totalFetched();
-  await archives.close();
   return s;
 }
 
@@ -289,6 +303,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreSummary> {
 export async function restoreToStream(o: Omit<RestoreOptions, 'target' | 'overwrite'>, out: (b: Buffer) => Promise<void>): Promise<RestoreSummary> {
   await requireRepository(o.store);
   const m = await readManifest(o.store, o.id);
+  if (m.kind === 'image') return (await import('./image-restore.js')).restoreImageFileToStream(o, out);
   const archives = new Archives(o.store, o.identities);
   if (o.paths.length !== 1) throw new RestoreError('E_USAGE', 'restore --target - takes exactly one PATH (a regular file)', {}, ExitCode.usage);
   const want = o.paths[0]!.replace(/^\/+|\/+$/g, '');

@@ -12,8 +12,11 @@ import { defaultStateDir } from '../backup/state.js';
 import { listManifests, resolveArchiveId } from '../backup/repo.js';
 import { restoreToStream, runRestore } from '../backup/restore.js';
 import { runVerify } from '../backup/verify.js';
+import { runImageBackup, type ImageSource } from '../backup/image.js';
+import { restoreImageDisks } from '../backup/image-restore.js';
+import { openDisk } from '../disk/open.js';
 import { humanBytes } from './output.js';
-import { diskOptions, treeSources } from './sources.js';
+import { diskOptions, expandSources, treeSources } from './sources.js';
 import type { CommonOptions } from './main.js';
 
 export interface RepoCliOptions extends CommonOptions {
@@ -34,12 +37,16 @@ export interface BackupCliOptions extends RepoCliOptions {
   vm?: string;
   replay: boolean;
   version: string;
+  /** --image: every disk whole (image.ts), not the files. */
+  image?: boolean;
 }
 
 export interface RestoreCliOptions extends RepoCliOptions {
   identity?: string;
   target?: string;
   overwrite: boolean;
+  /** restore --image: the disks of an image backup as sparse raw files. */
+  image?: boolean;
 }
 
 async function repoOf(o: RepoCliOptions, create: boolean): Promise<Store> {
@@ -56,7 +63,7 @@ function status(line: string): void {
   if (process.stderr.isTTY) process.stderr.write(`\r${line.slice(0, 118).padEnd(118)}`);
 }
 
-function identities(o: RestoreCliOptions): X25519Identity[] {
+export function identities(o: { identity?: string }): X25519Identity[] {
   // the key is read for this one command and not kept (`-` is stdin: the appliance's way)
   if (!o.identity) throw new UsageError('--identity KEYFILE is needed to read an archive (an age identity file; - reads it from stdin)');
   const text = readFileSync(o.identity === '-' ? 0 : o.identity, 'utf8');
@@ -68,6 +75,7 @@ export async function backupCommand(args: string[], o: BackupCliOptions): Promis
   if (o.recipientsFile) for (const l of readFileSync(o.recipientsFile, 'utf8').split('\n')) if (l.trim() && !l.trim().startsWith('#')) recipients.push(l.trim());
   if (recipients.length === 0) throw new UsageError('backup needs at least one --recipient age1... (or --recipients-file F): the appliance encrypts to public keys only');
   for (const r of recipients) parseRecipient(r);
+  if (o.image) return imageBackupCommand(args, recipients, o);
   const store = await repoOf(o, true);
   const tree = await VmTree.open(await treeSources(args), { cacheBytes: o.cacheBytes, disk: diskOptions(o), replayJournal: o.replay });
   const started = Date.now();
@@ -104,6 +112,54 @@ export async function backupCommand(args: string[], o: BackupCliOptions): Promis
   }
 }
 
+/** backup --image: each disk of the VM whole, as one sparse member of one archive (src/backup/image.ts). */
+async function imageBackupCommand(args: string[], recipients: string[], o: BackupCliOptions): Promise<number> {
+  if (o.kind === 'differential') throw new UsageError('--image takes --incremental (or a full backup), not --differential');
+  if (o.includes.length || o.excludes.length) throw new UsageError('--image backs up whole disks: --include and --exclude are for file-level backups');
+  const named = await expandSources(args);
+  const disks: ImageSource[] = [];
+  const store = await repoOf(o, true);
+  try {
+    const used = new Set<string>();
+    for (const s of named) {
+      // the tree's name of the disk (src/vfs/tree.ts): the .vmx's device id, else the base name
+      const base = s.id ?? (basename(s.path).replace(/\.[^.]*$/, '') || 'disk');
+      let id = base;
+      for (let i = 2; used.has(id); i++) id = `${base}-${i}`;
+      used.add(id);
+      disks.push({ id, path: s.path, disk: await openDisk(s.path, diskOptions(o)) });
+    }
+    const vm = o.vm ?? basename(args[0]!).replace(/\.(vmx|vmdk|raw|img)$/i, '');
+    const vmx = args.find((a) => a.toLowerCase().endsWith('.vmx'));
+    const started = Date.now();
+    const summary = await runImageBackup(disks, {
+      store,
+      vm,
+      recipients,
+      incremental: o.kind === 'incremental',
+      stateDir: o.stateDir ?? defaultStateDir(),
+      ...(vmx ? { vmx } : {}),
+      version: o.version,
+      onProgress: (p) => {
+        const secs = Math.max(0.001, (Date.now() - started) / 1000);
+        if (o.json) emit(o, { event: 'progress', ...p }, '');
+        else status(`${p.disk}: ${humanBytes(p.bytesRead)} read (${humanBytes(p.bytesRead / secs)}/s), ${humanBytes(p.bytesStored)} stored`);
+      },
+    });
+    if (!o.json && process.stderr.isTTY) process.stderr.write('\n');
+    for (const n of summary.notes) if (!o.json) process.stderr.write(`note: ${n}\n`);
+    emit(
+      o,
+      { event: 'summary', ...summary },
+      `image backup ${summary.id} (${summary.incremental ? `incremental on ${summary.parent}` : 'full'}): ${summary.disks.map((d) => `${d.id} ${humanBytes(d.size)} (${humanBytes(d.storedBytes)} stored, ${d.how})`).join(', ')}, archive ${humanBytes(summary.archiveBytes)}, ${(summary.durationMs / 1000).toFixed(1)} s`,
+    );
+    return ExitCode.ok;
+  } finally {
+    for (const d of disks) await d.disk.close().catch(() => {});
+    await store.close();
+  }
+}
+
 export async function snapshotsCommand(o: RepoCliOptions): Promise<number> {
   const store = await repoOf(o, false);
   try {
@@ -122,6 +178,13 @@ export async function restoreCommand(archive: string, paths: string[], o: Restor
   const store = await repoOf(o, false);
   try {
     const id = await resolveArchiveId(store, archive);
+    if (o.image) {
+      if (o.target === '-') throw new UsageError('restore --image writes files <DISKID>.raw: --target DIR');
+      const s = await restoreImageDisks({ store, id, identities: ids, target: o.target, overwrite: o.overwrite, disks: paths, onProgress: (p) => (o.json ? undefined : status(`${p.disk}: ${humanBytes(p.done)} of ${humanBytes(p.total)}`)) });
+      if (!o.json && process.stderr.isTTY) process.stderr.write('\n');
+      emit(o, { event: 'summary', ...s }, `restored ${s.disks.map((d) => `${d.path} (${humanBytes(d.size)}, ${humanBytes(d.written)} written)`).join(', ')} from ${id}; fetched ${humanBytes(s.bytesFetched)}`);
+      return ExitCode.ok;
+    }
     if (o.target === '-') {
       const s = await restoreToStream({ store, id, identities: ids, paths }, (b) => new Promise((res, rej) => process.stdout.write(b, (err) => (err ? rej(err) : res()))));
       process.stderr.write(o.json ? '' : `restored ${humanBytes(s.bytes)} from ${id}, fetched ${humanBytes(s.bytesFetched)}\n`);

@@ -67,26 +67,31 @@ export async function readChunks(fs: FileSystem, ino: number, stream: string | u
 }
 
 export async function catCommand(diskArg: string, target: string, o: FsCommandOptions): Promise<number> {
-  return withTarget(await planTarget(diskArg, target), o, async (t) => {
-    const { ino, stream, path } = await resolveTargetPath(t, true);
-    const st = await t.fs.stat(ino);
-    const where = `${t.label}${path}`;
-    if (stream !== undefined) {
-      const streams = st.ntfs?.streams ?? [];
-      if (!streams.includes(stream)) {
-        throw new SnapferryError('E_FS_NO_STREAM', `${where} has no stream '${stream}'${streams.length ? ` (it has ${streams.join(', ')})` : ' (it has no named streams)'}`, { path: where, stream, streams }, ExitCode.notFound);
+  const plan = await planTarget(diskArg, target, o);
+  try {
+    return await withTarget(plan, o, async (t) => {
+      const { ino, stream, path } = await resolveTargetPath(t, true);
+      const st = await t.fs.stat(ino);
+      const where = `${t.label}${path}`;
+      if (stream !== undefined) {
+        const streams = st.ntfs?.streams ?? [];
+        if (!streams.includes(stream)) {
+          throw new SnapferryError('E_FS_NO_STREAM', `${where} has no stream '${stream}'${streams.length ? ` (it has ${streams.join(', ')})` : ' (it has no named streams)'}`, { path: where, stream, streams }, ExitCode.notFound);
+        }
+      } else if (st.type === 'dir') {
+        throw new SnapferryError('E_FS_IS_DIR', `${where} is a directory (use snapferry ls)`, { path: where }, ExitCode.failure);
+      } else if (st.type === 'symlink') {
+        // cat follows nothing: a target inside a guest may point anywhere (or at the host's paths).
+        const linkTarget = await t.fs.readlink(ino);
+        throw new SnapferryError('E_FS_IS_SYMLINK', `${where} is a symbolic link to '${linkTarget}'; cat does not follow links (cat the target's path)`, { path: where, target: linkTarget }, ExitCode.failure);
+      } else if (st.type !== 'file') {
+        throw new SnapferryError('E_FS_NOT_FILE', `${where} is a ${st.type}, which has no bytes to read`, { path: where, type: st.type }, ExitCode.failure);
       }
-    } else if (st.type === 'dir') {
-      throw new SnapferryError('E_FS_IS_DIR', `${where} is a directory (use snapferry ls)`, { path: where }, ExitCode.failure);
-    } else if (st.type === 'symlink') {
-      // cat follows nothing: a target inside a guest may point anywhere (or at the host's paths).
-      const linkTarget = await t.fs.readlink(ino);
-      throw new SnapferryError('E_FS_IS_SYMLINK', `${where} is a symbolic link to '${linkTarget}'; cat does not follow links (cat the target's path)`, { path: where, target: linkTarget }, ExitCode.failure);
-    } else if (st.type !== 'file') {
-      throw new SnapferryError('E_FS_NOT_FILE', `${where} is a ${st.type}, which has no bytes to read`, { path: where, type: st.type }, ExitCode.failure);
-    }
-    const out = stdout();
-    await readChunks(t.fs, ino, stream, (chunk) => out.write(chunk));
-    return ExitCode.ok;
-  });
+      const out = stdout();
+      await readChunks(t.fs, ino, stream, (chunk) => out.write(chunk));
+      return ExitCode.ok;
+    });
+  } finally {
+    await plan.close();
+  }
 }

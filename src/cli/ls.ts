@@ -299,7 +299,15 @@ async function listVolumes(plan: TargetPlan, o: LsOptions): Promise<void> {
 }
 
 export async function lsCommand(diskArg: string, target: string | undefined, o: LsOptions): Promise<number> {
-  const plan = await planTarget(diskArg, target);
+  const plan = await planTarget(diskArg, target, o);
+  try {
+    return await lsPlan(plan, o);
+  } finally {
+    await plan.close();
+  }
+}
+
+async function lsPlan(plan: TargetPlan, o: LsOptions): Promise<number> {
   // No VOLUME (nothing, or only a .vmx disk id): the volumes there are.
   if (plan.spec.volume === undefined) {
     await listVolumes(plan, o);

@@ -36,6 +36,10 @@ Usage:
   snapferry umount MNT                    stop a mount (its process unmounts and exits)
   snapferry backup DISK... --repo REPO --recipient AGE1... [--incremental|--differential] [--json]
                                           the files of every volume, as one encrypted archive in REPO
+  snapferry backup DISK... --image --repo REPO --recipient AGE1... [--incremental]
+                                          every disk whole (GNU sparse members: holes cost nothing)
+  snapferry ls|cat|stat|mount --repo REPO ID ... --identity KEYFILE
+                                          an image backup read as the VM's disks (only what is read is fetched)
   snapferry snapshots --repo REPO [--json]  the backups in REPO, oldest first, with their ids
   snapferry restore --repo REPO ID [PATH...] --identity KEYFILE --target DIR|-
                                           files (or everything) of backup ID ('latest', or an id prefix)
@@ -108,6 +112,11 @@ Backups need only public keys (--recipient, --recipients-file); reading one need
   --identity KEYFILE      restore/verify: the age identity file (- for stdin)
   --target DIR|-          restore: where to write (created); - writes one file's bytes to stdout
   --overwrite             restore: replace existing files
+  --image                 backup: each disk whole, as disks/DISKID.raw (GNU sparse 1.0) beside the VM's
+                          descriptors; --incremental stores only changed blocks (from the delta chain,
+                          or block hashes in the state). restore --image: each disk (or the DISKIDs
+                          given) as DIR/DISKID.raw, sparse. restore ID PATH of an image backup
+                          restores files out of its disks.
 Restore never writes outside DIR: absolute paths, '..' and paths through symlinks are refused.
 Exit codes:
   0 success   1 failure   2 usage error   3 source not found   4 corrupt input
@@ -167,6 +176,7 @@ const options = {
   'ssh-key': { type: 'string' },
   'accept-new-host-key': { type: 'boolean' },
   'known-hosts': { type: 'string' },
+  image: { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
 /**
@@ -214,6 +224,12 @@ export async function main(argv: string[]): Promise<number> {
       maxChainDepth: intOption('max-chain-depth', values['max-chain-depth'], 64, 1, 4096),
       cacheBytes: intOption('cache-mib', values['cache-mib'], DEFAULT_CACHE_MIB, 1, 65536) * 1024 * 1024,
     };
+    // ls, cat, stat, mount with --repo: DISK is an image backup's ID, read from the repository (--identity)
+    const fromRepo =
+      values.repo !== undefined && ['ls', 'cat', 'stat', 'mount'].includes(command)
+        ? { repo: values.repo, ...(values.identity !== undefined ? { identity: values.identity } : {}), ...(values['ssh-key'] !== undefined ? { sshKey: values['ssh-key'] } : {}), ...(values['known-hosts'] !== undefined ? { knownHosts: values['known-hosts'] } : {}), acceptNewHostKey: values['accept-new-host-key'] === true }
+        : undefined;
+    const image = fromRepo ? { fromRepo } : {};
     switch (command) {
       case 'inspect':
         if (rest.length === 0) throw new UsageError('inspect needs at least one DISK');
@@ -225,17 +241,17 @@ export async function main(argv: string[]): Promise<number> {
       }
       case 'ls': {
         if (rest.length < 1 || rest.length > 2) throw new UsageError('ls takes DISK and an optional VOLUME[/PATH]');
-        return await (await import('./ls.js')).lsCommand(rest[0]!, rest[1], { ...common, replay: !values['no-replay'], recursive: values.recursive === true, sha256: values.sha256 === true });
+        return await (await import('./ls.js')).lsCommand(rest[0]!, rest[1], { ...common, replay: !values['no-replay'], recursive: values.recursive === true, sha256: values.sha256 === true, ...image });
       }
       case 'cat':
         if (rest.length !== 2) throw new UsageError('cat takes DISK and VOLUME/PATH');
-        return await (await import('./cat.js')).catCommand(rest[0]!, rest[1]!, { ...common, replay: !values['no-replay'] });
+        return await (await import('./cat.js')).catCommand(rest[0]!, rest[1]!, { ...common, replay: !values['no-replay'], ...image });
       case 'stat':
         if (rest.length !== 2) throw new UsageError('stat takes DISK and VOLUME/PATH');
-        return await (await import('./stat.js')).statCommand(rest[0]!, rest[1]!, { ...common, replay: !values['no-replay'] });
+        return await (await import('./stat.js')).statCommand(rest[0]!, rest[1]!, { ...common, replay: !values['no-replay'], ...image });
       case 'mount': {
         if (rest.length < 2) throw new UsageError('mount takes one or more DISKs and the mount point MNT');
-        const opts = { ...common, foreground: values.foreground === true, allowOther: values['allow-other'] === true, replay: !values['no-replay'], ...(values.log !== undefined ? { log: values.log } : {}) };
+        const opts = { ...common, foreground: values.foreground === true, allowOther: values['allow-other'] === true, replay: !values['no-replay'], ...(values.log !== undefined ? { log: values.log } : {}), ...image };
         return await (await import('./mount.js')).mountCommand(rest.slice(0, -1), rest[rest.length - 1]!, opts);
       }
       case 'umount':
@@ -267,9 +283,10 @@ export async function main(argv: string[]): Promise<number> {
             ...(values.vm !== undefined ? { vm: values.vm } : {}),
             replay: !values['no-replay'],
             version,
+            image: values.image === true,
           });
         }
-        const ro = { ...repo, ...(values.identity !== undefined ? { identity: values.identity } : {}), ...(values.target !== undefined ? { target: values.target } : {}), overwrite: values.overwrite === true };
+        const ro = { ...repo, ...(values.identity !== undefined ? { identity: values.identity } : {}), ...(values.target !== undefined ? { target: values.target } : {}), overwrite: values.overwrite === true, image: values.image === true };
         if (command === 'verify') {
           if (rest.length > 1) throw new UsageError('verify takes at most one archive ID');
           return await cli.verifyCommand(rest[0], ro);

@@ -14,7 +14,7 @@ import { ExitCode, SnapferryError, toSnapferryError } from '../util/errors.js';
 import { VmTree } from '../vfs/tree.js';
 import { detach, isStale, mountAt, snapferryPid } from '../mount/mountinfo.js';
 import type { CommonOptions } from './main.js';
-import { diskOptions, treeSources } from './sources.js';
+import { diskOptions, openRepoImage, treeSources, treeSourcesOf, type RepoSource } from './sources.js';
 
 /** The child's end of the ready pipe, when it was started by a background `mount`. */
 const READY_FD_ENV = 'SNAPFERRY_MOUNT_READY_FD';
@@ -26,6 +26,8 @@ export interface MountCliOptions extends CommonOptions {
   allowOther: boolean;
   log?: string;
   replay: boolean;
+  /** --repo: the arguments name an image backup, read from the repository. */
+  fromRepo?: RepoSource;
 }
 
 export class MountError extends SnapferryError {}
@@ -115,10 +117,13 @@ async function foreground(args: string[], mnt: string, o: MountCliOptions): Prom
     process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), ...rec })}\n`);
   };
   let tree: VmTree | undefined;
+  let image: Awaited<ReturnType<typeof openRepoImage>> | undefined;
   try {
     const note = prepareMountPoint(mnt);
     if (note) logLine({ level: 'warning', message: note });
-    tree = await VmTree.open(await treeSources(args), { cacheBytes: o.cacheBytes, disk: diskOptions(o), replayJournal: o.replay, linkRoot: mnt });
+    if (o.fromRepo && args.length !== 1) throw new MountError('E_USAGE', 'mount --repo takes one image backup ID and MNT', {}, ExitCode.usage);
+    if (o.fromRepo) image = await openRepoImage(args[0]!, o.fromRepo, Math.floor(o.cacheBytes / 2));
+    tree = await VmTree.open(image ? treeSourcesOf(image.sources) : await treeSources(args), { cacheBytes: o.cacheBytes, disk: diskOptions(o), replayJournal: o.replay, linkRoot: mnt });
     const { mountTree } = await import('../mount/fuse.js');
     const m = await mountTree(tree, mnt, { allowOther: o.allowOther, log: logLine });
     const s = summary(tree, mnt, o.log);
@@ -133,12 +138,14 @@ async function foreground(args: string[], mnt: string, o: MountCliOptions): Prom
     if (why !== 'unmounted from outside') await m.unmount().catch((err) => logLine({ level: 'error', message: `unmount: ${(err as Error).message}` }));
     logLine({ level: 'info', message: `unmounted (${why})`, errors: Object.fromEntries(m.errorCounts) });
     await tree.close();
+    await image?.close().catch(() => {});
     // blocked reads of /dev/fuse in the thread pool end with the mount; do not wait for them
     process.exit(ExitCode.ok);
   } catch (err) {
     const e = toSnapferryError(err);
     tell({ ok: false, error: e.toJSON() });
     await tree?.close().catch(() => {});
+    await image?.close().catch(() => {});
     throw e;
   }
 }
@@ -159,7 +166,17 @@ async function background(args: string[], mnt: string, o: MountCliOptions): Prom
   if (!o.replay) childArgs.push('--no-replay');
   if (o.ignoreCidMismatch) childArgs.push('--ignore-cid-mismatch');
   if (o.allowExternalExtents) childArgs.push('--allow-external-extents');
-  childArgs.push('--', ...args.map((a) => resolve(a)), mnt);
+  if (o.fromRepo) {
+    // the child reads the key file itself: it cannot be stdin, which the child does not get
+    if (!o.fromRepo.identity || o.fromRepo.identity === '-') throw new MountError('E_USAGE', 'mount --repo needs --identity KEYFILE (a file: the serving process reads it; --foreground takes -)', {}, ExitCode.usage);
+    const r = o.fromRepo;
+    childArgs.push('--repo', /^sftp:\/\//.test(r.repo) ? r.repo : resolve(r.repo), '--identity', resolve(r.identity!));
+    if (r.sshKey) childArgs.push('--ssh-key', resolve(r.sshKey));
+    if (r.knownHosts) childArgs.push('--known-hosts', resolve(r.knownHosts));
+    if (r.acceptNewHostKey) childArgs.push('--accept-new-host-key');
+  }
+  // an image backup's ID is not a path
+  childArgs.push('--', ...args.map((a) => (o.fromRepo ? a : resolve(a))), mnt);
   const child = spawn(process.execPath, [...process.execArgv, process.argv[1]!, ...childArgs], {
     detached: true,
     cwd: '/',

@@ -145,10 +145,15 @@ export function renderStat(r: StatRecord): string {
 }
 
 export async function statCommand(diskArg: string, target: string, o: FsCommandOptions): Promise<number> {
-  return withTarget(await planTarget(diskArg, target), o, async (t) => {
-    const { ino, path } = await resolveTargetPath(t, false);
-    const r = await statRecord(t.fs, ino, path, t.label);
-    await stdout().write(o.json ? JSON.stringify(r) + '\n' : renderStat(r));
-    return ExitCode.ok;
-  });
+  const plan = await planTarget(diskArg, target, o);
+  try {
+    return await withTarget(plan, o, async (t) => {
+      const { ino, path } = await resolveTargetPath(t, false);
+      const r = await statRecord(t.fs, ino, path, t.label);
+      await stdout().write(o.json ? JSON.stringify(r) + '\n' : renderStat(r));
+      return ExitCode.ok;
+    });
+  } finally {
+    await plan.close();
+  }
 }

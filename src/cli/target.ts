@@ -10,7 +10,7 @@ import type { FileSystem } from '../fs/types.js';
 import { readVolumes, type Volume, type VolumeTable } from '../volume/index.js';
 import { ExitCode, SnapferryError, UsageError } from '../util/errors.js';
 import type { CommonOptions } from './main.js';
-import { expandSources, withDisk, type NamedSource } from './sources.js';
+import { expandSources, openRepoImage, withDisk, type NamedSource, type RepoSource } from './sources.js';
 
 export interface TargetSpec {
   /** The .vmx disk id the target named, if it named one. */
@@ -92,18 +92,30 @@ function selectSources(sources: NamedSource[], spec: TargetSpec): NamedSource[] 
 export interface TargetPlan {
   sources: NamedSource[];
   spec: TargetSpec;
+  /** Releases what the plan opened (an image backup's store and archives). */
+  close(): Promise<void>;
 }
 
-export async function planTarget(diskArg: string, target: string | undefined): Promise<TargetPlan> {
+/** With o.fromRepo, diskArg is an image backup's ID and the disks are its disks. */
+export async function planTarget(diskArg: string, target: string | undefined, o: { fromRepo?: RepoSource; cacheBytes?: number } = {}): Promise<TargetPlan> {
+  if (o.fromRepo) {
+    const img = await openRepoImage(diskArg, o.fromRepo, o.cacheBytes);
+    try {
+      return { sources: img.sources, spec: parseTarget(target, img.sources.map((s) => s.id!)), close: img.close };
+    } catch (err) {
+      await img.close();
+      throw err;
+    }
+  }
   const sources = await expandSources([diskArg]);
   const ids = sources.flatMap((s) => (s.id ? [s.id] : []));
-  return { sources, spec: parseTarget(target, ids) };
+  return { sources, spec: parseTarget(target, ids), close: async () => {} };
 }
 
 /** Opens each disk the plan selects in turn (one open at a time), with its volumes read. */
 export async function forEachDisk(plan: TargetPlan, o: CommonOptions, fn: (d: OpenedDisk) => Promise<void>): Promise<void> {
   for (const source of selectSources(plan.sources, plan.spec)) {
-    await withDisk(source.path, o, async (disk) => fn({ source, disk, table: await readVolumes(disk) }));
+    await withDisk(source.path, o, async (disk) => fn({ source, disk, table: await readVolumes(disk) }), source.disk);
   }
 }
 
@@ -126,6 +138,8 @@ export interface OpenedTarget {
 export interface FsCommandOptions extends CommonOptions {
   /** ext3/ext4: replay the journal in memory (default); --no-replay turns it off. */
   replay: boolean;
+  /** --repo: DISK is an image backup's ID (src/cli/sources.ts openRepoImage). */
+  fromRepo?: RepoSource;
 }
 
 /**

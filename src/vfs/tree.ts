@@ -43,6 +43,11 @@ export interface TreeSource {
   path: string;
   /** The directory name in the tree; defaults to the file's basename without its extension. */
   name?: string;
+  /**
+   * A disk already open (an image backup's disk, src/backup/image-disk.ts): used instead of opening
+   * `path`, which then only names it. The tree closes it with the rest.
+   */
+  disk?: Disk;
 }
 
 export interface TreeOptions {
@@ -169,7 +174,7 @@ export class VmTree {
     try {
       const opened: { name: string; path: string; disk: Disk; table: VolumeTable }[] = [];
       for (const s of planned) {
-        const disk = await openDisk(s.path, { ...opts.disk, cacheBytes: diskCache });
+        const disk = s.disk ?? (await openDisk(s.path, { ...opts.disk, cacheBytes: diskCache }));
         try {
           opened.push({ name: s.name, path: s.path, disk, table: await readVolumes(disk) });
         } catch (err) {
