@@ -13,6 +13,8 @@ declare -A PKG=(
   [fusermount]=fuse3 [setfattr]=attr [fuse2fs]=fuse2fs
   # the stock tools that restore an archive with no snapferry installed, and the real sshd the SFTP tests start
   [age]=age [zstd]=zstd [tar]=tar [sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client
+  # the appliance image (appliance/build, packer/build) and the test that boots it under qemu
+  [debootstrap]=debootstrap [packer]=packer [qemu-system-x86_64]=qemu-system-x86 [age-keygen]=age
 )
 missing=()
 for tool in "${!PKG[@]}"; do command -v "$tool" >/dev/null 2>&1 || missing+=("${PKG[$tool]}"); done
