@@ -33,8 +33,14 @@ export const MAX_IMAGE_CHAIN = 1024;
 export const MAX_IMAGE_INDEX_ENTRIES = 4096;
 /** Disks of one image backup at most (as a tree holds: VFS_MAX_DISKS). */
 export const MAX_IMAGE_DISKS = 256;
-/** Bytes fetched ahead of a sequential reader. */
+/**
+ * Bytes fetched ahead of a sequential reader, at most; a reader earns read-ahead as it goes (the
+ * window is the bytes it has read in a row, from READ_AHEAD_AFTER on): a filesystem's metadata
+ * reads are often adjacent for a few blocks, and fetching megabytes after each of them would fetch
+ * most of a remote archive for one file.
+ */
 const READ_AHEAD = 4 * MiB;
+const READ_AHEAD_AFTER = 1 * MiB;
 
 export class ImageError extends SnapferryError {}
 
@@ -44,6 +50,8 @@ type SegmentAt = { offset: number; length: number; storedOffset: number };
 export class ArchiveDiskLayer implements DiskLayer {
   private readonly segs: SegmentAt[];
   private lastEnd = -1;
+  /** Bytes read in a row, each read starting where the last ended. */
+  private sequential = 0;
 
   constructor(
     readonly size: number,
@@ -84,8 +92,9 @@ export class ArchiveDiskLayer implements DiskLayer {
     if (pos < end) holes.push({ offset: pos, length: end - pos });
     await Promise.all(reads);
     // a reader going forward gets the next bytes of the member fetched (and decompressed) ahead
-    if (offset === this.lastEnd && lastStored >= 0) {
-      const ahead = Math.min(READ_AHEAD, this.ra.size - lastStored);
+    this.sequential = offset === this.lastEnd ? this.sequential + out.length : out.length;
+    if (this.sequential >= READ_AHEAD_AFTER && lastStored >= 0) {
+      const ahead = Math.min(READ_AHEAD, this.sequential, this.ra.size - lastStored);
       if (ahead > 0) this.ra.read(lastStored, ahead).catch(() => undefined); // a damaged frame is reported when really read
     }
     this.lastEnd = end;
