@@ -17,7 +17,42 @@ export interface ByteSource {
   close(): Promise<void>;
 }
 
+/**
+ * Read-ahead for runs of small reads. A backup or `ls -R --sha256` of a volume reads tens of
+ * thousands of small files whose blocks lie mostly in ascending order on the disk. The kernel's
+ * page-cache readahead keeps the device busy either way; what costs is the syscall: on the
+ * hypervisors we run on (and under any VM whose syscalls and futex wake-ups trap), an awaited pread
+ * through libuv's pool measured ~40-80 µs of main-thread time, and a backup of 50,050 ext4 files
+ * made 53,934 of them. Once two reads in a row move forward by less than a window, reads are served
+ * from aligned windows of WINDOW bytes read whole (the kernel's own readahead state machine, in
+ * miniature); reads that jump about (a mount's random 4 KiB reads) go straight to the file, so no
+ * window is read for them. At most MAX_WINDOWS windows are kept (a byte budget of 4 MiB per source).
+ */
+export const READAHEAD = {
+  /** Bytes read per window. */
+  window: 512 * 1024,
+  /** Windows kept per source (oldest dropped first). */
+  maxWindows: 8,
+  /** Reads at least this long go straight to the file (they are already few and large). */
+  maxServedRead: 128 * 1024,
+  /** Forward steps in a row before windows are read. */
+  sequentialAfter: 2,
+} as const;
+
+interface Window {
+  start: number;
+  end: number;
+  bytes: Promise<Buffer>;
+}
+
 class FileSource implements ByteSource {
+  private windows: Window[] = [];
+  /** Where the last small read ended, and how many small reads in a row moved forward by less than a window. */
+  private lastEnd = -1;
+  private forward = 0;
+  /** Reads served from windows, and windows read (for tests and benchmarks). */
+  readonly readahead = { served: 0, windows: 0 };
+
   constructor(
     readonly path: string,
     readonly size: number,
@@ -27,6 +62,48 @@ class FileSource implements ByteSource {
 
   async readInto(out: Buffer, outOffset: number, length: number, position: number): Promise<void> {
     if (position < 0 || length < 0 || position + length > this.size) throw new TruncatedError(this.path, position, length, this.size);
+    if (length === 0) return;
+    if (length < READAHEAD.maxServedRead) {
+      const end = position + length;
+      const step = position - this.lastEnd;
+      this.forward = this.lastEnd >= 0 && step >= -READAHEAD.window && step < READAHEAD.window ? this.forward + 1 : 0;
+      this.lastEnd = end;
+      let w = this.windows.find((x) => x.start <= position && end <= x.end);
+      if (!w && this.forward >= READAHEAD.sequentialAfter) w = this.readWindow(position);
+      if (w) {
+        const bytes = await w.bytes.catch(() => null);
+        if (bytes && end <= w.start + bytes.length) {
+          bytes.copy(out, outOffset, position - w.start, end - w.start);
+          this.readahead.served++;
+          return;
+        }
+      }
+    }
+    await this.readDirect(out, outOffset, length, position);
+  }
+
+  /** A window that starts at `position`'s 4 KiB boundary (block-aligned reads stay aligned). */
+  private readWindow(position: number): Window {
+    const start = position - (position % 4096);
+    const end = Math.min(this.size, start + READAHEAD.window);
+    const w: Window = { start, end, bytes: Promise.resolve(Buffer.alloc(0)) };
+    w.bytes = (async () => {
+      const b = Buffer.allocUnsafe(end - start);
+      try {
+        await this.readDirect(b, 0, b.length, start);
+        return b;
+      } catch (err) {
+        this.windows = this.windows.filter((x) => x !== w);
+        throw err;
+      }
+    })();
+    this.windows.push(w);
+    if (this.windows.length > READAHEAD.maxWindows) this.windows.shift();
+    this.readahead.windows++;
+    return w;
+  }
+
+  private async readDirect(out: Buffer, outOffset: number, length: number, position: number): Promise<void> {
     let done = 0;
     while (done < length) {
       const { bytesRead } = await this.fh.read(out, outOffset + done, length - done, position + done);
@@ -42,6 +119,7 @@ class FileSource implements ByteSource {
   }
 
   async close(): Promise<void> {
+    this.windows = [];
     await this.fh.close();
   }
 }
