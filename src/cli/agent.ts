@@ -5,6 +5,7 @@
  * process for what answers at once, as a queued job (jobd) for a backup.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ExitCode, SnapferryError, UsageError, toSnapferryError } from '../util/errors.js';
 import { AgentRefusal } from '../agent/errors.js';
@@ -86,7 +87,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     return ExitCode.ok;
   }
   if (process.getuid?.() !== 0 && process.env.SNAPFERRY_AGENT_SUDO !== '0') {
-    const sudo = SUDO.find((p) => spawnSync('test', ['-x', p]).status === 0);
+    const sudo = SUDO.find((p) => existsSync(p));
     if (sudo) {
       const r = spawnSync(sudo, ['-n', '/usr/local/bin/snapferry', 'agent', ...argv], { stdio: 'inherit' });
       return r.status ?? ExitCode.failure;
