@@ -4,13 +4,16 @@
  * not a timer that systemd refuses at boot. The accepted language is the common subset:
  *
  *   shorthands   minutely hourly daily weekly monthly yearly annually quarterly semiannually
- *   normalized   [WEEKDAYS] [[YEAR-]MONTH-DAY] [HOUR:MINUTE[:SECOND]] [UTC]
+ *   normalized   [WEEKDAYS] [[YEAR-]MONTH-DAY] [HOUR:MINUTE[:SECOND]] [UTC | Area/City]
  *   weekdays     Mon..Sun or Monday..Sunday, lists (Mon,Fri) and ranges (Mon..Fri)
  *   a component  * or a number, lists (1,15), ranges (8..18), repetitions (*:0/15, 8..18/2);
  *                a day may count from the month's end (*-02~1)
  *
  * test/agent/calendar.test.ts holds this checker's verdicts against `systemd-analyze calendar`.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
 export const MAX_SCHEDULE_LENGTH = 256;
 
 const SHORTHANDS = new Set(['minutely', 'hourly', 'daily', 'weekly', 'monthly', 'yearly', 'annually', 'quarterly', 'semiannually']);
@@ -28,6 +31,7 @@ function checkWeekdays(s: string): string | null {
     const range = part.split('..');
     if (range.length > 2) return `weekday range '${part}'`;
     for (const d of range) if (dayIndex(d) < 0) return `weekday '${d}'`;
+    if (range.length === 2 && dayIndex(range[0]!) > dayIndex(range[1]!)) return `weekday range '${part}' runs backwards`;
   }
   return null;
 }
@@ -40,7 +44,10 @@ function checkComponent(s: string, min: number, max: number, what: string, fract
     if (extra !== undefined) return `${what} '${part}'`;
     if (repeat !== undefined && !/^\d{1,4}$/.test(repeat)) return `${what} repetition '${repeat}'`;
     if (repeat !== undefined && Number(repeat) === 0) return `${what} repetition 0`;
-    if (base === '*') continue;
+    if (base === '*') {
+      if (repeat !== undefined) return `${what} '${part}': a repetition needs a start value (0/15, not */15)`;
+      continue;
+    }
     const ends = base!.split('..');
     if (ends.length > 2) return `${what} '${part}'`;
     const nums: number[] = [];
@@ -52,6 +59,10 @@ function checkComponent(s: string, min: number, max: number, what: string, fract
       nums.push(n);
     }
     if (nums.length === 2 && nums[0]! > nums[1]!) return `${what} range ${part} runs backwards`;
+    // systemd (252) refuses an empty seconds range such as 10..10 (minutes and hours take it)
+    if (fraction && nums.length === 2 && nums[0] === nums[1]) return `${what} range ${part} is empty`;
+    // systemd refuses a repetition that can never fire a second time (hour 21/3: 24 is no hour)
+    if (repeat !== undefined && nums.length === 1 && nums[0]! + Number(repeat) > max) return `${what} ${part} never repeats within ${min}..${max}`;
   }
   return null;
 }
@@ -59,10 +70,15 @@ function checkComponent(s: string, min: number, max: number, what: string, fract
 /** null when systemd would accept `expr` as an OnCalendar= value; otherwise why not. */
 export function checkCalendar(expr: string): string | null {
   if (expr.length > MAX_SCHEDULE_LENGTH) return `longer than ${MAX_SCHEDULE_LENGTH} characters`;
-  const s = expr.trim();
-  if (s === '') return 'empty';
-  if (SHORTHANDS.has(s)) return null;
+  const s = expr;
+  if (s.trim() === '') return 'empty';
+  if (s !== s.trim()) return 'leading or trailing blanks';
+  if (/^@\d{1,12}$/.test(s)) return null; // a point in time: seconds since the epoch
   const words = s.split(/\s+/);
+  // a time zone may end any expression: UTC, or an Area/City systemd finds in the tz database
+  const last = words[words.length - 1]!;
+  if (words.length > 1 && (last === 'UTC' || (/^[A-Za-z]+(\/[A-Za-z0-9_+-]+)+$/.test(last) && existsSync(join('/usr/share/zoneinfo', last))))) words.pop();
+  if (words.length === 1 && SHORTHANDS.has(words[0]!.toLowerCase())) return null;
   if (words.length > 4) return 'more than weekdays, a date, a time and a time zone';
   let i = 0;
   if (/^[A-Za-z]/.test(words[i]!) && words[i] !== 'UTC') {
@@ -95,8 +111,7 @@ export function checkCalendar(expr: string): string | null {
     sawTime = true;
     i++;
   }
-  if (i < words.length && words[i] === 'UTC') i++;
-  if (i < words.length) return `'${words[i]}' is not a weekday, date, time or UTC`;
+  if (i < words.length) return `'${words[i]}' is not a weekday, date, time or time zone`;
   if (!sawDate && !sawTime && i === 0) return 'nothing to schedule';
   return null;
 }

@@ -266,7 +266,8 @@ export function parseConfig(text: string, file = 'config'): Config {
     if (repo && !cfg.repositories.has(repo.value)) issue({ code: 'E_CONFIG_REF', line: repo.line, message: `repository '${repo.value.slice(0, 64)}' is not defined (no [repository ${repo.value.slice(0, 64)}])`, key: 'repository', value: repo.value.slice(0, 64) });
     if (!repo && (sec.values.get('schedule') ?? []).length) issue({ code: 'E_CONFIG_REF', line: sec.line, message: `[vm ${sec.name}] has a schedule but no repository to back up to`, key: 'repository' });
   }
-  if (issues.length) throw new ConfigError(file, issues);
+  // in file order, whichever pass found them
+  if (issues.length) throw new ConfigError(file, issues.sort((x, y) => x.line - y.line));
   return cfg;
 }
 
