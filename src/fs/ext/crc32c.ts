@@ -28,7 +28,7 @@ export function crc32c(buf: Uint8Array): number {
 
 /** crc32cUpdate over a little-endian u32 (the inode number, the group number ...). */
 export function crc32cU32(crc: number, value: number): number {
-  const b = Buffer.alloc(4);
-  b.writeUInt32LE(value >>> 0);
-  return crc32cUpdate(crc, b);
+  let c = crc >>> 0;
+  for (let i = 0, v = value >>> 0; i < 4; i++, v >>>= 8) c = TABLE[(c ^ v) & 0xff]! ^ (c >>> 8);
+  return c >>> 0;
 }

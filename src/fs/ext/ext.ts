@@ -398,7 +398,9 @@ export class ExtFileSystem implements FileSystem {
       return out;
     }
     const bs = this.blockSize;
-    const out = Buffer.alloc(end - offset);
+    // Allocated only when the range spans more than one run: a small file is one extent, and its
+    // bytes are handed out as read (readData's buffer is fresh, never cached), without a copy.
+    let out: Buffer | undefined;
     let pos = offset;
     while (pos < end) {
       const lblk = Math.floor(pos / bs);
@@ -407,11 +409,16 @@ export class ExtFileSystem implements FileSystem {
       if (run.pblk !== null && !run.unwritten) {
         const nBlocks = Math.ceil(runEnd / bs) - lblk;
         const data = await this.readData(run.pblk, nBlocks);
+        if (!out && pos === offset && runEnd === end) return data.subarray(pos - lblk * bs, runEnd - lblk * bs);
+        out ??= Buffer.allocUnsafe(end - offset);
         data.copy(out, pos - offset, pos - lblk * bs, runEnd - lblk * bs);
+      } else {
+        out ??= Buffer.allocUnsafe(end - offset);
+        out.fill(0, pos - offset, runEnd - offset); // a hole, or an unwritten extent: zeros
       }
       pos = runEnd;
     }
-    return out;
+    return out!;
   }
 
   // ---- directories -------------------------------------------------------------------------
