@@ -17,6 +17,8 @@ declare -A PKG=(
   [strace]=strace [ss]=iproute2 [systemd-analyze]=systemd
   # the appliance image (appliance/build, packer/build) and the test that boots it under qemu
   [debootstrap]=debootstrap [packer]=packer [qemu-system-x86_64]=qemu-system-x86 [age-keygen]=age
+  # image backups: a disk's blocksSha256 with stock tools (split | sha256sum | xxd -r -p | sha256sum)
+  [xxd]=xxd
 )
 missing=()
 for tool in "${!PKG[@]}"; do command -v "$tool" >/dev/null 2>&1 || missing+=("${PKG[$tool]}"); done
