@@ -40,6 +40,8 @@ export interface IndexEntry {
   target?: string;
   targetB64?: string;
   sha256?: string;
+  /** An image backup's full disk member: sha256 of its 1 MiB blocks' sha256s (src/backup/image-hash.ts). */
+  blocksSha256?: string;
   /** Extended attribute names stored with the entry (NTFS streams, DOS attributes; ext xattrs). */
   xattrs?: string[];
   /** A hard link: the tree path of the entry (in the same archive) that carries the data. */
@@ -81,6 +83,7 @@ export function parseIndexEntry(text: string, line: number): IndexEntry {
   for (const k of ['header', 'data'] as const) if (e[k] !== undefined && (!Number.isSafeInteger(e[k]) || (e[k] as number) < 0)) throw bad(k, line, 'is not an offset');
   for (const k of ['pathB64', 'target', 'targetB64', 'sha256', 'link', 'archive'] as const) if (e[k] !== undefined && typeof e[k] !== 'string') throw bad(k, line, 'is not a string');
   if (e.sha256 !== undefined && !/^[0-9a-f]{64}$/.test(e.sha256 as string)) throw bad('sha256', line, 'is not a sha256');
+  if (e.blocksSha256 !== undefined && (typeof e.blocksSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.blocksSha256))) throw bad('blocksSha256', line, 'is not a sha256');
   if (e.archive !== undefined && !/^[0-9A-Za-z-]{1,64}$/.test(e.archive as string)) throw bad('archive', line, 'is not an archive id');
   if (e.xattrs !== undefined && (!Array.isArray(e.xattrs) || e.xattrs.length > 65536 || !e.xattrs.every((x) => typeof x === 'string'))) throw bad('xattrs', line, 'is not a list of names');
   return e as unknown as IndexEntry;

@@ -131,13 +131,15 @@ export interface ImageDiskEntry {
   id: string;
   size: number;
   header: number;
-  sha256?: string;
+  /** A full member's digest (image-hash.ts). */
+  blocksSha256?: string;
 }
 
 export interface OpenedImage {
   /** The restore point's archives, top first. */
   manifests: Manifest[];
-  disks: { id: string; disk: LayeredDisk; sha256?: string }[];
+  /** blocksSha256: the digest a full backup recorded (a restore point of one archive). */
+  disks: { id: string; disk: LayeredDisk; blocksSha256?: string }[];
   /** Descriptor members of the top archive (path, size). */
   descriptors: { path: string; size: number }[];
   bytesFetched(): number;
@@ -184,7 +186,7 @@ export async function imageIndex(store: Store, m: Manifest, identities: Identiti
     }
     if (disks.some((d) => d.id === id)) throw new CorruptStructureError('E_IMAGE_INDEX', `index of ${m.id}: disk ${id} listed twice`, { structure: 'IndexEntry', field: 'path', id: m.id });
     if (disks.length >= MAX_IMAGE_DISKS) throw new CorruptStructureError('E_IMAGE_INDEX', `index of ${m.id}: more than ${MAX_IMAGE_DISKS} disks`, { structure: 'IndexEntry', id: m.id, limit: MAX_IMAGE_DISKS });
-    disks.push({ id, size: e.size, header: e.header, ...(e.sha256 ? { sha256: e.sha256 } : {}) });
+    disks.push({ id, size: e.size, header: e.header, ...(e.blocksSha256 ? { blocksSha256: e.blocksSha256 } : {}) });
   }
   return { disks, descriptors };
 }
@@ -229,7 +231,7 @@ export async function openImage(store: Store, id: string, identities: Identities
         layers.push(new ArchiveDiskLayer(entry.size, ra, member));
         chain.push({ path: `${m.id}:${want}`, kind: m.parent ? 'image-incremental' : 'image-full', extents: [] });
       }
-      disks.push({ id: d.id, disk: new LayeredDisk(layers, chain, d.size), ...(d.sha256 && manifests.length === 1 ? { sha256: d.sha256 } : {}) });
+      disks.push({ id: d.id, disk: new LayeredDisk(layers, chain, d.size), ...(d.blocksSha256 && manifests.length === 1 ? { blocksSha256: d.blocksSha256 } : {}) });
     }
     return {
       manifests,

@@ -22,7 +22,8 @@
  * summary says why.
  *
  * Index: one line per member (tree order of the tar): path, type 'file', size (logical), header and
- * data offsets, sha256 of the whole logical disk for a full member (of the bytes for a descriptor).
+ * data offsets; a descriptor's sha256; a full disk member's blocksSha256 (image-hash.ts: the sha256
+ * of its 1 MiB blocks' sha256s, so that holes cost no hashing).
  */
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
@@ -40,6 +41,7 @@ import type { Store, PutHandle } from '../store/types.js';
 import { ExitCode, SnapferryError } from '../util/errors.js';
 import { MiB } from '../util/bounded.js';
 import { archiveName, ensureRepository, indexName, newArchiveId, readManifest, recipientFingerprint, writeManifest, type Manifest } from './repo.js';
+import { DiskHasher } from './image-hash.js';
 import { BLOCK_HASH_BYTES, HASH_BLOCK_SIZE, imageStatePath, readImageState, writeImageState, type ImageDiskState, type ImageState } from './image-state.js';
 
 export const IMAGE_DISKS_DIR = 'disks/';
@@ -88,7 +90,8 @@ export interface ImageDiskSummary {
   segments: number;
   /** How the changed blocks were found: full, chain (CBT from the deltas), hashes. */
   how: 'full' | 'chain' | 'hashes';
-  sha256?: string;
+  /** A full member's digest of the whole logical disk (image-hash.ts). */
+  blocksSha256?: string;
 }
 
 export interface ImageBackupSummary {
@@ -178,53 +181,62 @@ function chainDepth(disk: Disk, prev: ImageDiskState): number {
   return k;
 }
 
-const ZERO_BLOCK_HASH = createHash('sha256').update(Buffer.alloc(HASH_BLOCK_SIZE)).digest().subarray(0, BLOCK_HASH_BYTES);
+/** Reads in flight ahead of the writer: the disk's reads overlap compression and upload. */
+const READS_IN_FLIGHT = 4;
 
-/** Reads [from, to) of a disk in READ_CHUNK pieces, the next one in flight while the caller works on this one. */
+/**
+ * Reads [from, to) of a disk in READ_CHUNK pieces, READS_IN_FLIGHT at once. A piece's buffer is
+ * reused once the caller asks for the next piece (it has consumed this one by then).
+ */
 async function* readAhead(disk: Disk, from: number, to: number): AsyncGenerator<{ offset: number; bytes: Buffer }> {
-  const bufs = [Buffer.allocUnsafe(READ_CHUNK), Buffer.allocUnsafe(READ_CHUNK)];
+  const bufs = Array.from({ length: READS_IN_FLIGHT }, () => Buffer.allocUnsafe(READ_CHUNK));
   let turn = 0;
-  const start = (off: number): Promise<{ offset: number; bytes: Buffer }> | null => {
-    if (off >= to) return null;
-    const b = bufs[turn++ % 2]!.subarray(0, Math.min(READ_CHUNK, to - off));
-    return disk.readInto(b, off).then(() => ({ offset: off, bytes: b }));
+  let next = from;
+  const queue: Promise<{ offset: number; bytes: Buffer }>[] = [];
+  const start = (): void => {
+    if (next >= to) return;
+    const off = next;
+    const b = bufs[turn++ % READS_IN_FLIGHT]!.subarray(0, Math.min(READ_CHUNK, to - off));
+    next += b.length;
+    const p = disk.readInto(b, off).then(() => ({ offset: off, bytes: b }));
+    p.catch(() => {}); // awaited below, in order
+    queue.push(p);
   };
-  let next = start(from);
-  while (next) {
-    const cur = await next;
-    next = start(cur.offset + cur.bytes.length);
+  for (let i = 0; i < READS_IN_FLIGHT; i++) start();
+  while (queue.length) {
+    const cur = await queue.shift()!;
     yield cur;
+    start(); // into the buffer just consumed
   }
 }
 
-/** Per-block hashes of a whole disk (blocks no layer holds hash as zeros without being read). */
-async function blockHashes(disk: Disk, blockSize: number, onRead: (n: number) => void): Promise<Buffer> {
-  const blocks = Math.ceil(disk.size / blockSize);
-  const out = Buffer.alloc(blocks * BLOCK_HASH_BYTES);
-  const zero = blockSize === HASH_BLOCK_SIZE ? ZERO_BLOCK_HASH : createHash('sha256').update(Buffer.alloc(blockSize)).digest().subarray(0, BLOCK_HASH_BYTES);
-  const alloc = await disk.allocation(0, disk.size);
-  const isData = new Uint8Array(blocks);
-  for (const r of alloc) if (r.state === 'data') for (let b = Math.floor(r.offset / blockSize); b * blockSize < r.offset + r.length; b++) isData[b] = 1;
-  const buf = Buffer.allocUnsafe(blockSize);
-  for (let b = 0; b < blocks; b++) {
-    const len = Math.min(blockSize, disk.size - b * blockSize);
-    if (!isData[b] && len === blockSize) {
-      zero.copy(out, b * BLOCK_HASH_BYTES);
-      continue;
+/** Per-block hashes of a whole disk (image-hash.ts): its data ranges read, the rest hashed as zeros without reading. */
+async function blockHashes(disk: Disk, onRead: (n: number) => void): Promise<Buffer> {
+  const hasher = new DiskHasher(disk.size);
+  try {
+    let pos = 0;
+    for (const r of await disk.allocation(0, disk.size)) {
+      if (r.state !== 'data') continue;
+      hasher.zeros(r.offset - pos);
+      for await (const piece of readAhead(disk, r.offset, r.offset + r.length)) {
+        await hasher.update(piece.bytes);
+        onRead(piece.bytes.length);
+      }
+      pos = r.offset + r.length;
     }
-    const piece = buf.subarray(0, len);
-    await disk.readInto(piece, b * blockSize);
-    onRead(len);
-    createHash('sha256').update(piece).digest().copy(out, b * BLOCK_HASH_BYTES, 0, BLOCK_HASH_BYTES);
+    hasher.zeros(disk.size - pos);
+    return (await hasher.finish()).blockHashes;
+  } catch (err) {
+    await hasher.close();
+    throw err;
   }
-  return out;
 }
 
 interface DiskPlan {
   src: ImageSource;
   how: ImageDiskSummary['how'];
   segments: SparseSegmentLike[];
-  /** Hashes to keep in the new state (sources without a chain). */
+  /** Block hashes for the new state, when this plan computed them before writing (hashes). */
   hashes?: Buffer;
 }
 
@@ -262,7 +274,6 @@ export async function runImageBackup(sources: ImageSource[], o: ImageBackupOptio
   for (const src of sources) {
     const disk = src.disk;
     const before = prev?.disks[src.id];
-    const keepHashes = disk.chain[0]?.cid === undefined;
     if (prev && before && before.size === disk.size) {
       const depth = chainDepth(disk, before);
       if (depth >= 0) {
@@ -271,7 +282,7 @@ export async function runImageBackup(sources: ImageSource[], o: ImageBackupOptio
       }
       if (before.hashes && before.blockSize) {
         const old = Buffer.from(before.hashes, 'base64');
-        const hashes = await blockHashes(disk, before.blockSize, (n) => (bytesRead += n));
+        const hashes = before.blockSize === HASH_BLOCK_SIZE ? await blockHashes(disk, (n) => (bytesRead += n)) : Buffer.alloc(0);
         if (old.length === hashes.length) {
           const changed: SparseSegmentLike[] = [];
           for (let b = 0; b * BLOCK_HASH_BYTES < hashes.length; b++) {
@@ -291,7 +302,7 @@ export async function runImageBackup(sources: ImageSource[], o: ImageBackupOptio
       return runImageBackup(sources, { ...o, incremental: false }).then((s) => ({ ...s, notes: [...notes, ...s.notes] }));
     }
     const data = (await disk.allocation(0, disk.size)).filter((r) => r.state === 'data');
-    plans.push({ src, how: 'full', segments: toSegments(data), ...(keepHashes ? { hashes: Buffer.alloc(0) } : {}) });
+    plans.push({ src, how: 'full', segments: toSegments(data) });
   }
   const incremental = prev !== null;
   const parent = prev?.archive;
@@ -348,44 +359,20 @@ export async function runImageBackup(sources: ImageSource[], o: ImageBackupOptio
     for (const plan of plans) {
       const { src, segments } = plan;
       const disk = src.disk;
-      // a full member's sha256 covers the whole logical disk (holes hashed as zeros); per-block
-      // hashes are kept for sources without a chain (the next incremental's fallback)
-      const whole = plan.how === 'full' ? createHash('sha256') : null;
-      const wantBlocks = plan.how === 'full' && plan.hashes !== undefined;
-      const blocks = wantBlocks ? Buffer.alloc(Math.ceil(disk.size / HASH_BLOCK_SIZE) * BLOCK_HASH_BYTES) : null;
-      let blockHash = wantBlocks ? createHash('sha256') : null;
-      let blockPos = 0; // logical offset hashed into blockHash so far
-      const zeros = Buffer.alloc(READ_CHUNK);
-      const feed = (b: Buffer): void => {
-        whole?.update(b);
-        if (!blocks) return;
-        for (let i = 0; i < b.length; ) {
-          const n = Math.min(b.length - i, HASH_BLOCK_SIZE - (blockPos % HASH_BLOCK_SIZE));
-          blockHash!.update(b.subarray(i, i + n));
-          i += n;
-          blockPos += n;
-          if (blockPos % HASH_BLOCK_SIZE === 0 || blockPos === disk.size) {
-            blockHash!.digest().copy(blocks, (Math.ceil(blockPos / HASH_BLOCK_SIZE) - 1) * BLOCK_HASH_BYTES, 0, BLOCK_HASH_BYTES);
-            blockHash = createHash('sha256');
-          }
-        }
+      // a full member's digest covers the whole logical disk (image-hash.ts: holes cost nothing)
+      // and gives the block hashes a later incremental compares with
+      const hasher = plan.how === 'full' ? new DiskHasher(disk.size) : null;
+      const feed = async (b: Buffer): Promise<void> => {
+        if (hasher) await hasher.update(b);
       };
-      const feedZeros = (n: number): void => {
-        if (!whole && !blocks) return;
-        for (let z = 0; z < n; ) {
-          // a whole zero block of the block-hash grid is a known hash: only the whole-disk hash pays for it
-          const k = Math.min(zeros.length, n - z);
-          feed(zeros.subarray(0, k));
-          z += k;
-        }
-      };
+      const feedZeros = (n: number): void => hasher?.zeros(n);
       let storedBytes = 0;
       async function* body(): AsyncIterable<Buffer> {
         let pos = 0;
         for (const s of segments) {
           feedZeros(s.offset - pos);
           for await (const piece of readAhead(disk, s.offset, s.offset + s.length)) {
-            feed(piece.bytes);
+            await feed(piece.bytes);
             bytesRead += piece.bytes.length;
             storedBytes += piece.bytes.length;
             const t = Date.now();
@@ -401,11 +388,17 @@ export async function runImageBackup(sources: ImageSource[], o: ImageBackupOptio
       }
       const path = diskMemberName(src.id);
       const entry: TarEntry = { ...base, path, size: disk.size, sparse: segments };
-      const at = await tar.add(entry, body());
-      const sha256 = whole?.digest('hex');
-      await index.write(encodeIndexLine(indexLine(path, disk.size, at, sha256)));
-      summaries.push({ id: src.id, size: disk.size, storedBytes, segments: segments.length, how: plan.how, ...(sha256 ? { sha256 } : {}) });
-      const hashes = plan.how === 'hashes' ? plan.hashes : blocks ?? undefined;
+      let at;
+      try {
+        at = await tar.add(entry, body());
+      } catch (err) {
+        await hasher?.close();
+        throw err;
+      }
+      const digest = await hasher?.finish();
+      await index.write(encodeIndexLine({ ...indexLine(path, disk.size, at), ...(digest ? { blocksSha256: digest.blocksSha256 } : {}) }));
+      summaries.push({ id: src.id, size: disk.size, storedBytes, segments: segments.length, how: plan.how, ...(digest ? { blocksSha256: digest.blocksSha256 } : {}) });
+      const hashes = plan.how === 'hashes' ? plan.hashes : digest?.blockHashes;
       newState.disks[src.id] = {
         size: disk.size,
         chain: disk.chain.map((m) => ({ path: m.path, ...(m.cid !== undefined ? { cid: m.cid } : {}) })),
