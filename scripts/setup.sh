@@ -14,7 +14,7 @@ declare -A PKG=(
   # the stock tools that restore an archive with no snapferry installed, and the real sshd the SFTP tests start
   [age]=age [zstd]=zstd [tar]=tar [sshd]=openssh-server [ssh]=openssh-client [ssh-keygen]=openssh-client [sftp]=openssh-client
   # the agent tests: strace sees every open of a disk (O_RDONLY only), ss sees an ssh -L forward listen
-  [strace]=strace [ss]=iproute2 [systemd-analyze]=systemd
+  [strace]=strace [ss]=iproute2 [systemd-analyze]=systemd [sudo]=sudo [visudo]=sudo [useradd]=passwd [userdel]=passwd
   # the appliance image (appliance/build, packer/build) and the test that boots it under qemu
   [debootstrap]=debootstrap [packer]=packer [qemu-system-x86_64]=qemu-system-x86 [age-keygen]=age
   # image backups: a disk's blocksSha256 with stock tools (split | sha256sum | xxd -r -p | sha256sum)

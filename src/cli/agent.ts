@@ -67,9 +67,14 @@ Examples (from an administrator's machine):
 
 const SUDO = ['/usr/bin/sudo', '/bin/sudo'];
 
+/** Who runs the request: the uid, and the login sudo came from when the agent re-ran itself. */
+function via(): { uid: number | null; sudoUser?: string } {
+  return { uid: process.getuid?.() ?? null, ...(process.env.SUDO_USER ? { sudoUser: process.env.SUDO_USER } : {}) };
+}
+
 function refuse(e: SnapferryError, state: StateDir, role: string | undefined, words: string[] | undefined): number {
   const c = process.env.SSH_CONNECTION?.split(' ');
-  state.audit({ event: 'refused', code: e.code, message: e.message, role: role ?? null, client: c ? `${c[0]}:${c[1]}` : null, ...(words ? { command: words.slice(0, 32) } : { line: (process.env.SSH_ORIGINAL_COMMAND ?? '').slice(0, 512) }) });
+  state.audit({ event: 'refused', code: e.code, message: e.message, role: role ?? null, client: c ? `${c[0]}:${c[1]}` : null, ...via(), ...(words ? { command: words.slice(0, 32) } : { line: (process.env.SSH_ORIGINAL_COMMAND ?? '').slice(0, 512) }) });
   process.stdout.write(JSON.stringify({ error: e.toJSON() }) + '\n');
   process.stderr.write(`snapferry-agent[${process.pid}]: refused ${e.code}: ${e.message}\n`);
   return e.exitCode;
@@ -103,7 +108,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     words = splitCommand(line);
     const req = authorize(words, role);
     const c = process.env.SSH_CONNECTION?.split(' ');
-    state.audit({ event: 'accepted', role, client: c ? `${c[0]}:${c[1]}` : null, command: words });
+    state.audit({ event: 'accepted', role, client: c ? `${c[0]}:${c[1]}` : null, ...via(), command: words });
     // loaded only by what needs it: a broken config must not keep jobs, job or disks from answering
     let cfg: Config | undefined;
     return await dispatch(req, role, () => (cfg ??= loadConfig(values.config)), state, values.config);
