@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # snapferry backup against the stock pipeline, in the same run, on the same images (images/bench-fs.sh:
-# 50,050 files, ~450 MB, on NTFS and on ext4), to a real sshd on 127.0.0.1 (SFTP):
+# 50,110 files, ~1.1 GiB, on NTFS and on ext4), to a real sshd on 127.0.0.1 (SFTP):
 #   ours:  snapferry backup IMG --repo sftp://root@127.0.0.1:PORT/... --recipient R
 #   stock: mount (ntfs-3g -o ro | the kernel's ext4 ro,noload) && tar -cf - . | zstd -3 -T1 | age -r R | ssh ... 'cat > F'
 #   zstd:  zstd -3 -T1 of the same tar stream from a warm file (the compression ceiling)

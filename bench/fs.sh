@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Filesystem walk and bulk-read throughput against the stock tools, measured in the same run on the
-# same images (images/bench-fs.sh: ~50,000 files, ~450 MiB, as ext4 and as NTFS):
+# same images (images/bench-fs.sh: ~50,000 files, ~1.1 GiB, as ext4 and as NTFS):
 #   walk: snapferry (bench/fs-walk.ts walk: the `ls -R` walk, a stat of every entry)
 #         vs `find MNT -printf` (an lstat of every entry) on ntfs-3g -o ro / fuse2fs -o ro / the kernel's ext4
 #   read: snapferry (bench/fs-walk.ts read: every file through `cat`'s 1 MiB reads)
