@@ -56,7 +56,7 @@ SSH_ORIGINAL_COMMAND): disks and FUSE need root; the unprivileged half parses no
 
 Exit codes: those of the subcommand (see snapferry --help); 2 for a refusal.
 
-Examples (from an administrator's machine):
+Examples:  (from an administrator's machine)
   ssh snapferry@appliance disks --json
   ssh snapferry@appliance backup vm1 --json                    queue a backup of [vm vm1]; prints its job id
   ssh snapferry@appliance job 20261205T103700Z-1a2b3c4d --follow
