@@ -65,6 +65,8 @@ function pidAlive(pid: number): boolean {
 
 export class Jobd {
   private readonly running = new Map<string, Running>();
+  /** Jobs seen ended: their status is not read again every poll (keep-jobs of them may be kept). */
+  private readonly ended = new Set<string>();
   private timer: NodeJS.Timeout | null = null;
   private stopping = false;
   private readonly log: (priority: number, message: string) => void;
@@ -124,6 +126,10 @@ export class Jobd {
         }
         continue;
       }
+      if (this.ended.has(id)) {
+        finished.push(id);
+        continue;
+      }
       let s;
       try {
         s = state.status(id);
@@ -131,6 +137,7 @@ export class Jobd {
         continue; // a job directory being removed, or a damaged record: not ours to run
       }
       if (TERMINAL.includes(s.state)) {
+        this.ended.add(id);
         finished.push(id);
         continue;
       }
@@ -153,7 +160,10 @@ export class Jobd {
     }
     // keep the newest keepJobs finished jobs
     const excess = finished.length - cfg.keepJobs;
-    for (let i = 0; i < excess; i++) rmSync(state.jobDir(finished[i]!), { recursive: true, force: true });
+    for (let i = 0; i < excess; i++) {
+      rmSync(state.jobDir(finished[i]!), { recursive: true, force: true });
+      this.ended.delete(finished[i]!);
+    }
   }
 
   private lockPath(vm: string): string {
