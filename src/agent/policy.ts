@@ -91,6 +91,8 @@ export function mayRun(role: Role, command: string): boolean {
 
 /** Checks words (from splitCommand) against the allow-list and the role; returns what to run. */
 export function authorize(words: string[], role: Role): AgentRequest {
+  // `ssh appliance snapferry ls ...` names the program as a local user would; it is the same request
+  if (words[0] === 'snapferry') return authorize(words.slice(1), role);
   const [command, ...rest] = words;
   if (command === undefined) throw new AgentRefusal('E_AGENT_COMMAND', 'an empty command: say which subcommand to run (try: help)', {});
   if (command === '--help' || command === '-h') return authorize(['help', ...rest], role);

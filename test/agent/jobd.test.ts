@@ -8,9 +8,9 @@ import t from 'tap';
 import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Jobd } from '../../src/agent/jobd.js';
+import { Jobd, MAX_LOG_LINE } from '../../src/agent/jobd.js';
 import { defaultConfig, type Config } from '../../src/agent/config.js';
-import { MAX_RECORD_BYTES, StateDir, checkJobId, newJobId, readBounded, type JobSpec } from '../../src/agent/state.js';
+import { AGENT_LOG_MAX_BYTES, MAX_RECORD_BYTES, StateDir, checkJobId, newJobId, readBounded, type JobSpec } from '../../src/agent/state.js';
 import { SnapferryError } from '../../src/util/errors.js';
 import { image, ROOT } from '../helpers/images.js';
 import { snapferry } from '../helpers/cli.js';
@@ -107,4 +107,24 @@ t.test('state files and ids are bounded', async (t) => {
   t.equal(code(() => readBounded(join(dir, 'big.json'))), 'E_BOUND', `a record over ${MAX_RECORD_BYTES} bytes`);
   const state = new StateDir(dir);
   t.equal(code(() => state.spec(newJobId())), 'E_JOB_NOT_FOUND', 'a job that does not exist');
+});
+
+t.test('a job output line is cut at MAX_LOG_LINE; the agent log is rotated past its bound', async (t) => {
+  const { state, d } = setup({ jobLogMaxBytes: 64 * 1024 * 1024 });
+  state.ensure();
+  // export to stdout of a 256 KiB "disk" with no newline: one line four times the bound
+  const disk = join(state.root, 'one-line.raw');
+  writeFileSync(disk, Buffer.alloc(256 * 1024, 0x41));
+  const spec = job('long', ['export', disk, '-']);
+  state.submit(spec);
+  d.start();
+  await until('the job to end', () => ['done', 'failed'].includes(state.status(spec.id).state));
+  await d.stop();
+  const lines = readFileSync(state.logPath(spec.id), 'utf8').trim().split('\n');
+  const longest = Math.max(...lines.map((l) => (JSON.parse(l) as { line?: string }).line?.length ?? 0));
+  t.ok(longest === MAX_LOG_LINE, `the longest output line kept is ${longest} characters (bound ${MAX_LOG_LINE})`);
+  writeFileSync(state.agentLog, Buffer.alloc(AGENT_LOG_MAX_BYTES, 0x0a));
+  state.audit({ event: 'accepted', command: ['jobs'] });
+  t.ok(existsSync(`${state.agentLog}.1`), `agent.log past ${AGENT_LOG_MAX_BYTES} bytes was rotated to agent.log.1`);
+  t.equal(readFileSync(state.agentLog, 'utf8').trim().split('\n').length, 1, 'and the new agent.log holds the new line only');
 });

@@ -66,4 +66,6 @@ t.test('options are normalized: --opt=value, --opt value, -R, --, multi options'
   t.ok(l.options.get('recursive'));
   t.equal(code(['backup', '--help'], 'read-only'), 'E_AGENT_ROLE', 'help of a command still needs its role');
   t.ok(authorize(['ls', '--help'], 'read-only').help, '--help needs no arguments');
+  t.same(authorize(['snapferry', 'ls', 'd'], 'read-only').positionals, ['d'], 'a leading "snapferry" is the same request');
+  t.equal(code(['snapferry', 'sh'], 'operator'), 'E_AGENT_COMMAND', 'and changes nothing else');
 });
