@@ -8,6 +8,8 @@
  *   keep-jobs = 100                 finished jobs kept with their logs (1..10000; default 100)
  *   job-log-max-kib = 4096          a job's log is rotated past this size (16..1048576; default 4096)
  *   exclude = *.tmp                 excluded from every VM's backup (repeatable)
+ *   datastore = /mnt/ds1            files below it may be named as DISK over SSH (repeatable;
+ *                                   default /mnt, /media, /srv; block devices always may)
  *
  *   [repository nas]                a name the agent's --repo accepts
  *   url = sftp://backup@nas/srv/sf  a directory or sftp://user@host[:port]/path
@@ -88,16 +90,18 @@ export interface Config {
   keepJobs: number;
   jobLogMaxBytes: number;
   excludes: string[];
+  /** Directories whose files a key may name as DISK over SSH (default /mnt, /media, /srv). */
+  datastores: string[];
   repositories: Map<string, Repository>;
   vms: Map<string, VmConfig>;
 }
 
 export function defaultConfig(file = '(defaults)'): Config {
-  return { file, concurrency: 2, keepJobs: 100, jobLogMaxBytes: 4096 * 1024, excludes: [], repositories: new Map(), vms: new Map() };
+  return { file, concurrency: 2, keepJobs: 100, jobLogMaxBytes: 4096 * 1024, excludes: [], datastores: [], repositories: new Map(), vms: new Map() };
 }
 
 const KEYS: Record<'global' | 'repository' | 'vm', Record<string, 'one' | 'many'>> = {
-  global: { concurrency: 'one', 'keep-jobs': 'one', 'job-log-max-kib': 'one', exclude: 'many' },
+  global: { concurrency: 'one', 'keep-jobs': 'one', 'job-log-max-kib': 'one', exclude: 'many', datastore: 'many' },
   repository: { url: 'one', recipient: 'many', 'ssh-key': 'one', 'known-hosts': 'one' },
   vm: { source: 'many', repository: 'one', kind: 'one', exclude: 'many', schedule: 'many' },
 };
@@ -218,6 +222,8 @@ export function parseConfig(text: string, file = 'config'): Config {
   cfg.keepJobs = int(global, 'keep-jobs', 1, 10000, 100);
   cfg.jobLogMaxBytes = int(global, 'job-log-max-kib', 16, 1048576, 4096) * 1024;
   cfg.excludes = all(global, 'exclude');
+  cfg.datastores = all(global, 'datastore');
+  for (const d of global.values.get('datastore') ?? []) if (!d.value.startsWith('/')) issue({ code: 'E_CONFIG_VALUE', line: d.line, message: 'datastore must be an absolute path', key: 'datastore', value: d.value.slice(0, 80) });
 
   for (const sec of sections.slice(1)) {
     if (sec.name === '?') continue;

@@ -13,6 +13,7 @@ import { ExitCode, SnapferryError, type ErrorData } from '../util/errors.js';
  * - E_AGENT_COMMAND      the first word is not one of the subcommands the agent offers
  * - E_AGENT_OPTION       an option the agent does not pass through (or a value it does not accept)
  * - E_AGENT_ROLE         the key's role may not run this subcommand (or the key has no role)
+ * - E_AGENT_SOURCE       a DISK outside the attached disks and the datastores (src/agent/sources.ts)
  */
 export class AgentRefusal extends SnapferryError {
   constructor(code: string, message: string, data: ErrorData = {}) {

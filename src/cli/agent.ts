@@ -14,6 +14,7 @@ import { identitiesFromSecret, readSecret } from '../agent/identity.js';
 import { allowedFor, authorize, isRole, ROLES, type AgentRequest, type Role } from '../agent/policy.js';
 import { splitCommand, MAX_COMMAND_BYTES } from '../agent/split.js';
 import { StateDir } from '../agent/state.js';
+import { checkDiskArg } from '../agent/sources.js';
 
 export const AGENT_HELP = `snapferry agent --role=operator|restore|read-only [--config FILE]
 
@@ -48,6 +49,8 @@ line in the state dir's agent.log (as is every accepted request). Codes:
   E_AGENT_BOUND        the command line is too long or has too many or too long words
   E_AGENT_COMMAND      not a subcommand the agent offers, or the wrong number of arguments
   E_AGENT_OPTION       an option not accepted over SSH, or a value it does not accept
+  E_AGENT_SOURCE       a DISK that is neither an attached block device nor a file below a datastore
+                       (config 'datastore = DIR'; default /mnt, /media, /srv), or the appliance's own disk
   E_AGENT_ROLE         the key's role may not run the subcommand, or the key has no valid --role
 
 When not run as root, the agent re-runs itself through 'sudo -n' (the appliance's sudoers lets the
@@ -157,6 +160,9 @@ async function dispatch(req: AgentRequest, role: Role, cfg: () => Config, state:
     return ExitCode.ok;
   }
   const jobs = await import('./jobs.js');
+  // DISK arguments: attached disks and datastore files only, never the appliance's own disk
+  const disks = req.command === 'inspect' ? req.positionals : ['ls', 'stat', 'cat'].includes(req.command) ? req.positionals.slice(0, 1) : [];
+  for (const d of disks) checkDiskArg(d, { datastores: cfg().datastores });
   switch (req.command) {
     case 'jobs':
       return jobs.jobsCommand(json, state);

@@ -8,6 +8,7 @@ import { AgentRefusal, JobError } from '../agent/errors.js';
 import { loadConfig, type Config } from '../agent/config.js';
 import { Jobd } from '../agent/jobd.js';
 import type { AgentRequest } from '../agent/policy.js';
+import { checkDiskArg } from '../agent/sources.js';
 import { StateDir, TERMINAL, VM_NAME_RE, checkJobId, newJobId, type JobSpec, type JobStatus } from '../agent/state.js';
 import { table } from './output.js';
 
@@ -55,6 +56,8 @@ export function backupJob(req: AgentRequest, cfg: Config, state: StateDir, role:
   };
   const vmConf = req.positionals.length === 1 ? cfg.vms.get(req.positionals[0]!) : undefined;
   const sources = vmConf ? vmConf.sources : req.positionals;
+  // a configured VM's sources are the administrator's; DISKs named over SSH are checked
+  if (!vmConf) for (const d of sources) checkDiskArg(d, { datastores: cfg.datastores });
   const vm = vmConf ? vmConf.name : (opt('vm') ?? basename(sources[0]!).replace(/\.(vmx|vmdk|raw|img)$/i, ''));
   if (!VM_NAME_RE.test(vm)) throw new AgentRefusal('E_AGENT_OPTION', `the VM name '${vm.slice(0, 64)}' is not usable as a job's VM (letters, digits, . _ -): give --vm NAME`, { command: 'backup', option: 'vm' });
   const repoName = opt('repo') ?? vmConf?.repository;

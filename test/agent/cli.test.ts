@@ -6,9 +6,9 @@
  */
 import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { image, requireTool, ROOT } from '../helpers/images.js';
 import { snapferry } from '../helpers/cli.js';
 
@@ -21,7 +21,7 @@ const repo = join(work, 'repo');
 const ageKey = join(work, 'age.txt');
 execFileSync('age-keygen', ['-o', ageKey], { stdio: 'ignore' });
 const recipient = execFileSync('age-keygen', ['-y', ageKey], { encoding: 'utf8' }).trim();
-writeFileSync(config, `[repository local]\nurl = ${repo}\nrecipient = ${recipient}\n`);
+writeFileSync(config, `datastore = ${dirname(vmx)}\ndatastore = ${work}/store\n[repository local]\nurl = ${repo}\nrecipient = ${recipient}\n`);
 
 function agent(role: string, command: string, input = ''): { status: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'snapferry.js'), 'agent', `--role=${role}`], { input, encoding: 'utf8', maxBuffer: 64 << 20, env: { ...process.env, SSH_ORIGINAL_COMMAND: command, SNAPFERRY_STATE_DIR: state, SNAPFERRY_CONFIG: config } });
@@ -76,4 +76,24 @@ t.test('usage errors of the job commands', async (t) => {
   t.equal(snapferry(['cancel', '20261205T103700Z-1a2b3c4d', '--json'], { env }).status, 3, 'cancel of an unknown job is exit 3');
   t.equal(snapferry(['jobs', 'x'], { env }).status, 2, 'jobs takes no arguments');
   t.same(JSON.parse(snapferry(['jobs', '--json'], { env }).stdout), { jobs: [] }, 'no jobs yet');
+});
+
+t.test('DISK arguments: attached disks and datastore files only (E_AGENT_SOURCE)', async (t) => {
+  mkdirSync(join(work, 'store'), { recursive: true });
+  symlinkSync('/etc/passwd', join(work, 'store', 'escape.raw'));
+  writeFileSync(join(work, 'store', 'ok.raw'), Buffer.alloc(1024 * 1024));
+  for (const [role, cmd] of [
+    ['read-only', 'inspect /etc/passwd'],
+    ['read-only', `inspect ${vmx} /etc/passwd`],
+    ['read-only', 'ls /etc/shadow'],
+    ['restore', 'cat /root/.ssh/id_ed25519 whole/x'],
+    ['read-only', `ls ${join(work, 'store', 'escape.raw')}`],
+    ['read-only', `ls ${join(work, 'store', '..', 'config')}`],
+    ['read-only', 'ls /nonexistent/disk.vmdk'],
+    ['operator', `backup /etc/passwd --vm x --repo local`],
+  ] as const) {
+    const r = agent(role, cmd);
+    t.equal((JSON.parse(r.stdout.trim().split('\n')[0]!) as { error?: { code: string } }).error?.code, 'E_AGENT_SOURCE', `${cmd}: E_AGENT_SOURCE`);
+  }
+  t.equal(agent('read-only', `inspect --json ${join(work, 'store', 'ok.raw')}`).status, 0, 'a file below a configured datastore is read');
 });

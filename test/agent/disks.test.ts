@@ -13,6 +13,8 @@ import { basename, join } from 'node:path';
 import { image, requireTool, ROOT, sha256File } from '../helpers/images.js';
 import { snapferry } from '../helpers/cli.js';
 import { listBlockDevices } from '../../src/agent/disks.js';
+import { checkDiskArg } from '../../src/agent/sources.js';
+import type { SnapferryError } from '../../src/util/errors.js';
 
 requireTool('losetup', 'strace', 'sfdisk', 'mkfs.ext4', 'mount', 'umount');
 if (process.getuid?.() !== 0) throw new Error('disks.test.ts needs root (loop devices); it does not skip');
@@ -87,6 +89,14 @@ t.test("the disk holding the root filesystem is left out", async (t) => {
   const name = basename(dev);
   t.ok(listBlockDevices({ all: true }).some((d) => d.name === name), `${name} is listed while / is elsewhere`);
   t.notOk(listBlockDevices({ all: true, rootPath: mnt }).some((d) => d.name === name), `${name} is left out when it holds the root filesystem`);
+  let code: string | undefined;
+  try {
+    checkDiskArg(dev, { datastores: [], rootPath: mnt });
+  } catch (e) {
+    code = (e as SnapferryError).code;
+  }
+  t.equal(code, 'E_AGENT_SOURCE', `and naming ${dev} as a DISK over SSH is refused then`);
+  t.doesNotThrow(() => checkDiskArg(dev, { datastores: [] }), 'while an attached disk that is not the root disk is accepted');
 });
 
 t.test('--help teaches, with examples', async (t) => {

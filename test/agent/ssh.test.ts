@@ -35,7 +35,7 @@ const secretLine = readFileSync(ageKey, 'utf8')
   .find((l) => l.startsWith('AGE-SECRET-KEY-1'))!;
 
 function writeConfig(concurrency: number): void {
-  writeFileSync(configFile, [`concurrency = ${concurrency}`, '', '[repository local]', `url = ${repo}`, `recipient = ${recipient}`, '', '[vm sample]', `source = ${vmx}`, 'repository = local', ''].join('\n'));
+  writeFileSync(configFile, [`concurrency = ${concurrency}`, `datastore = ${work}`, '', '[repository local]', `url = ${repo}`, `recipient = ${recipient}`, '', '[vm sample]', `source = ${vmx}`, 'repository = local', ''].join('\n'));
 }
 writeConfig(2);
 
