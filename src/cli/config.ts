@@ -20,6 +20,7 @@ removed. Then 'systemctl daemon-reload' and 'systemctl enable --now' of each tim
 The file (INI-style; see appliance/README.md):
   concurrency = 2
   exclude = *.tmp
+  datastore = /mnt/datastore1      files below it may be named as DISK over SSH (default /mnt /media /srv)
   [repository nas]
   url = sftp://backup@nas.example/srv/snapferry
   recipient = age1...
