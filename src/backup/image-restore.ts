@@ -17,6 +17,7 @@ import { VmTree, type TreeNode } from '../vfs/tree.js';
 import type { FileSystem } from '../fs/types.js';
 import { CorruptStructureError, ExitCode, toSnapferryError } from '../util/errors.js';
 import { openImage, type OpenedImage } from './image-disk.js';
+import { writeMonolithicSparse } from './image-vmdk.js';
 import { RestoreError, restoreEntries, type Identities, type RestoreOptions, type RestoreSummary } from './restore.js';
 
 const CHUNK = 1 << 20;
@@ -35,8 +36,8 @@ export interface ImageDiskRestoreSummary {
   bytesFetched: number;
 }
 
-/** restore --image: every disk (or those named) as <target>/<DISKID>.raw, sparse. */
-export async function restoreImageDisks(o: { store: Store; id: string; identities: Identities; target: string; overwrite: boolean; disks: string[]; onProgress?: (p: { disk: string; done: number; total: number }) => void }): Promise<ImageDiskRestoreSummary> {
+/** restore --image: every disk (or those named) as <target>/<DISKID>.raw, sparse (or, vmdk, a monolithicSparse <DISKID>.vmdk). */
+export async function restoreImageDisks(o: { store: Store; id: string; identities: Identities; target: string; overwrite: boolean; disks: string[]; vmdk?: boolean; onProgress?: (p: { disk: string; done: number; total: number }) => void }): Promise<ImageDiskRestoreSummary> {
   const image = await openImage(o.store, o.id, o.identities);
   try {
     const known = image.disks.map((d) => d.id);
@@ -46,6 +47,14 @@ export async function restoreImageDisks(o: { store: Store; id: string; identitie
     for (const d of image.disks) {
       if (o.disks.length && !o.disks.includes(d.id)) continue;
       // DISKID comes from the archive's index, checked to hold no '/' (image-disk.ts), so this stays in the target
+      if (o.vmdk) {
+        // a VMDK's file name may not hold ':' on VMware's side (scsi0:0): '_' there
+        const name = `${d.id.replace(/[^A-Za-z0-9._-]/g, '_')}.vmdk`;
+        const path = join(o.target, name);
+        const r = await writeMonolithicSparse(d.disk, path, name, { overwrite: o.overwrite, ...(o.onProgress ? { onProgress: (done: number, total: number) => o.onProgress!({ disk: d.id, done, total }) } : {}) });
+        out.disks.push({ id: d.id, path, size: r.size, written: r.grains * 65536 });
+        continue;
+      }
       const path = join(o.target, `${d.id}.raw`);
       const r = await exportRaw(d.disk, path, { overwrite: o.overwrite, ...(o.onProgress ? { onProgress: (p) => o.onProgress!({ disk: d.id, done: p.done, total: p.total }) } : {}) });
       out.disks.push({ id: d.id, path, size: r.size, written: r.written });

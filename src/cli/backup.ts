@@ -45,8 +45,9 @@ export interface RestoreCliOptions extends RepoCliOptions {
   identity?: string;
   target?: string;
   overwrite: boolean;
-  /** restore --image: the disks of an image backup as sparse raw files. */
+  /** restore --image: the disks of an image backup as sparse raw files (--vmdk: monolithicSparse VMDKs). */
   image?: boolean;
+  vmdk?: boolean;
 }
 
 async function repoOf(o: RepoCliOptions, create: boolean): Promise<Store> {
@@ -180,7 +181,7 @@ export async function restoreCommand(archive: string, paths: string[], o: Restor
     const id = await resolveArchiveId(store, archive);
     if (o.image) {
       if (o.target === '-') throw new UsageError('restore --image writes files <DISKID>.raw: --target DIR');
-      const s = await restoreImageDisks({ store, id, identities: ids, target: o.target, overwrite: o.overwrite, disks: paths, onProgress: (p) => (o.json ? undefined : status(`${p.disk}: ${humanBytes(p.done)} of ${humanBytes(p.total)}`)) });
+      const s = await restoreImageDisks({ store, id, identities: ids, target: o.target, overwrite: o.overwrite, disks: paths, vmdk: o.vmdk === true, onProgress: (p) => (o.json ? undefined : status(`${p.disk}: ${humanBytes(p.done)} of ${humanBytes(p.total)}`)) });
       if (!o.json && process.stderr.isTTY) process.stderr.write('\n');
       emit(o, { event: 'summary', ...s }, `restored ${s.disks.map((d) => `${d.path} (${humanBytes(d.size)}, ${humanBytes(d.written)} written)`).join(', ')} from ${id}; fetched ${humanBytes(s.bytesFetched)}`);
       return ExitCode.ok;

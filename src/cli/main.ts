@@ -115,8 +115,9 @@ Backups need only public keys (--recipient, --recipients-file); reading one need
   --image                 backup: each disk whole, as disks/DISKID.raw (GNU sparse 1.0) beside the VM's
                           descriptors; --incremental stores only changed blocks (from the delta chain,
                           or block hashes in the state). restore --image: each disk (or the DISKIDs
-                          given) as DIR/DISKID.raw, sparse. restore ID PATH of an image backup
-                          restores files out of its disks.
+                          given) as DIR/DISKID.raw, sparse (--vmdk: a monolithicSparse DISKID.vmdk,
+                          ':' written as '_'). restore ID PATH of an image backup restores files
+                          out of its disks.
 Restore never writes outside DIR: absolute paths, '..' and paths through symlinks are refused.
 Exit codes:
   0 success   1 failure   2 usage error   3 source not found   4 corrupt input
@@ -177,6 +178,7 @@ const options = {
   'accept-new-host-key': { type: 'boolean' },
   'known-hosts': { type: 'string' },
   image: { type: 'boolean' },
+  vmdk: { type: 'boolean' },
 } satisfies ParseArgsConfig['options'];
 
 /**
@@ -286,7 +288,7 @@ export async function main(argv: string[]): Promise<number> {
             image: values.image === true,
           });
         }
-        const ro = { ...repo, ...(values.identity !== undefined ? { identity: values.identity } : {}), ...(values.target !== undefined ? { target: values.target } : {}), overwrite: values.overwrite === true, image: values.image === true };
+        const ro = { ...repo, ...(values.identity !== undefined ? { identity: values.identity } : {}), ...(values.target !== undefined ? { target: values.target } : {}), overwrite: values.overwrite === true, image: values.image === true, vmdk: values.vmdk === true };
         if (command === 'verify') {
           if (rest.length > 1) throw new UsageError('verify takes at most one archive ID');
           return await cli.verifyCommand(rest[0], ro);

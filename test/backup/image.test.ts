@@ -111,6 +111,17 @@ t.test('restore --image writes each disk back as a sparse raw file equal to the 
   t.ok(onDisk(raw) < statSync(raw).size / 4, `sparse: ${onDisk(raw)} of ${statSync(raw).size}`);
   const again = snapferry(['restore', '--repo', repo, fullId, '--image', '--identity', key, '--target', out]);
   t.not(again.status, 0, 'an existing file is not overwritten without --overwrite');
+  // --vmdk: a monolithicSparse VMDK that qemu-img checks and finds identical to the source chain
+  const vout = join(work, 'restore-vmdk');
+  const v = snapferry(['restore', '--repo', repo, fullId, '--image', '--vmdk', '--identity', key, '--target', vout]);
+  t.equal(v.status, 0, `restore --image --vmdk: ${v.stderr}`);
+  const vmdk = join(vout, 'scsi0_0.vmdk');
+  t.equal(spawnSync('qemu-img', ['check', vmdk]).status, 0, 'qemu-img check finds no errors');
+  const cmp = spawnSync('qemu-img', ['compare', '-q', top, vmdk]);
+  t.equal(cmp.status, 0, 'qemu-img compare: identical to the source chain');
+  t.match(execFileSync('qemu-img', ['info', vmdk], { encoding: 'utf8' }), /create type: monolithicSparse/, 'create type monolithicSparse');
+  t.ok(statSync(vmdk).size < 16 * 2 ** 20, `holes cost nothing: ${statSync(vmdk).size} bytes for a 256 MiB disk`);
+  t.same(lsLines([vmdk, 'p1']), lsLines([vmx, 'p1']), 'snapferry reads the restored VMDK back: p1 equals the source');
   const missing = snapferry(['restore', '--json', '--repo', repo, fullId, 'scsi9:9', '--image', '--identity', key, '--target', join(work, 'nodisk')]);
   t.equal(missing.status, 3, 'a disk the image does not have: exit 3');
   t.match(missing.stdout, /E_RESTORE_NOT_FOUND/, 'E_RESTORE_NOT_FOUND');
@@ -193,6 +204,9 @@ t.test('an incremental after a new delta stores exactly its grains, and restores
   t.equal(rr.status, 0, `restore --image of the incremental: ${rr.stderr}`);
   t.equal(await sha256File(join(out, 'scsi0:0.raw')), await sha256File(qemuRaw(newTop)), 'the restore point (incremental over full) equals qemu-img convert -O raw of the new chain');
   for (const vol of ['p1', 'p2']) t.same(lsLines(['--repo', repo, s.id, '--identity', key, vol]), lsLines([vmx, vol]), `${vol} through the incremental equals the live new chain`);
+  const vout = join(work, 'restore-incr-vmdk');
+  t.equal(snapferry(['restore', '--repo', repo, s.id, '--image', '--vmdk', '--identity', key, '--target', vout]).status, 0, 'restore --image --vmdk of the incremental');
+  t.equal(spawnSync('qemu-img', ['compare', '-q', newTop, join(vout, 'scsi0_0.vmdk')]).status, 0, 'qemu-img compare: the VMDK equals the new chain');
   const older = snapferry(['restore', '--repo', repo, fullId, '--image', '--identity', key, '--target', join(work, 'restore-older')]);
   t.equal(older.status, 0, 'the full still restores');
   t.equal(await sha256File(join(work, 'restore-older', 'scsi0:0.raw')), await sha256File(qemuRaw(top)), 'to the old state');
