@@ -37,8 +37,8 @@ export const MAX_IMAGE_DISKS = 256;
  * Bytes fetched ahead of a sequential reader, at most; a reader earns read-ahead as it goes (the
  * window is the bytes it has read in a row, from READ_AHEAD_AFTER on): a filesystem's metadata
  * reads are often adjacent for a few blocks, and fetching megabytes after each of them would fetch
- * most of a remote archive for one file; from 1 MiB on, a 1 MiB file's restore fetched 2.5 MB more
- * than it read.
+ * most of a remote archive for one file. (A 1 MiB file's restore fetches ~3 MiB either way: the two
+ * 1 MiB frames it spans and the one the zstd reader reads ahead.)
  */
 const READ_AHEAD = 4 * MiB;
 const READ_AHEAD_AFTER = 4 * MiB;
