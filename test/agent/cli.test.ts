@@ -5,7 +5,7 @@
  * config's repository; verify with the key on stdin; usage errors of jobs/job/cancel.
  */
 import t from 'tap';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -96,4 +96,19 @@ t.test('DISK arguments: attached disks and datastore files only (E_AGENT_SOURCE)
     t.equal((JSON.parse(r.stdout.trim().split('\n')[0]!) as { error?: { code: string } }).error?.code, 'E_AGENT_SOURCE', `${cmd}: E_AGENT_SOURCE`);
   }
   t.equal(agent('read-only', `inspect --json ${join(work, 'store', 'ok.raw')}`).status, 0, 'a file below a configured datastore is read');
+});
+
+t.test('an image backup (--image) queued through the agent runs as a job', async (t) => {
+  const jobd = spawn(process.execPath, [join(ROOT, 'bin', 'snapferry.js'), 'jobd', '--config', config], { env: { ...process.env, SNAPFERRY_STATE_DIR: state }, stdio: 'ignore' });
+  try {
+    const r = agent('operator', `backup ${vmx} --image --repo local --follow`);
+    t.equal(r.status, 0, `backup --image --follow exits 0 ${r.stderr}`);
+    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event?: string; kind?: string; state?: string; job?: string });
+    t.ok(events[0]!.job, 'the first line is the queued job');
+    t.equal(events.find((e) => e.event === 'summary')?.kind, 'image', 'the summary is an image backup');
+    t.match(events.at(-1), { event: 'end', state: 'done' }, 'the job ends done');
+  } finally {
+    jobd.kill('SIGTERM');
+    await new Promise((r) => jobd.once('exit', r));
+  }
 });
