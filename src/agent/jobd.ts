@@ -88,6 +88,7 @@ export class Jobd {
       const pid = Number(readFileSync(f, 'utf8').trim());
       if (!pid || !pidAlive(pid) || pid === process.pid) unlinkSync(f);
     }
+    writeFileSync(this.o.state.jobdPid, `${process.pid}\n`, { mode: 0o644 });
     this.log(6, `jobd: state ${this.o.state.root}, concurrency ${this.o.config().concurrency}`);
     this.tick();
   }
@@ -99,6 +100,9 @@ export class Jobd {
     const waits = [...this.running.values()].map((r) => new Promise<void>((res) => (r.child.exitCode !== null || r.child.signalCode !== null ? res() : r.child.once('exit', () => res()))));
     for (const r of this.running.values()) this.signal(r, 'SIGTERM');
     await Promise.all(waits);
+    try {
+      if (readFileSync(this.o.state.jobdPid, 'utf8').trim() === String(process.pid)) unlinkSync(this.o.state.jobdPid);
+    } catch {}
   }
 
   private tick(): void {

@@ -73,12 +73,15 @@ export class StateDir {
   readonly locks: string;
   readonly incremental: string;
   readonly agentLog: string;
+  /** jobd's pid while it runs: the agent tells a client whose job would wait for nobody. */
+  readonly jobdPid: string;
 
   constructor(readonly root: string = stateDir()) {
     this.jobs = join(root, 'jobs');
     this.locks = join(root, 'locks');
     this.incremental = join(root, 'incremental');
     this.agentLog = join(root, 'agent.log');
+    this.jobdPid = join(root, 'jobd.pid');
   }
 
   ensure(): void {
@@ -139,6 +142,18 @@ export class StateDir {
 
   cancelRequested(id: string): boolean {
     return existsSync(join(this.jobDir(id), 'cancel'));
+  }
+
+  /** Whether a jobd runs for this state dir (its pid file names a live process). */
+  jobdRunning(): boolean {
+    try {
+      const pid = Number(readBounded(this.jobdPid, 64).trim());
+      if (!Number.isInteger(pid) || pid <= 0) return false;
+      process.kill(pid, 0);
+      return true;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'EPERM';
+    }
   }
 
   /** One audit line per agent request; the log is rotated to agent.log.1 past AGENT_LOG_MAX_BYTES. */

@@ -84,7 +84,8 @@ export function backupJob(req: AgentRequest, cfg: Config, state: StateDir, role:
 
 export function queueJob(spec: JobSpec, state: StateDir, json: boolean): void {
   state.submit(spec);
-  emit(json, { job: spec.id, state: 'queued', vm: spec.vm }, `job ${spec.id} queued (${spec.vm}); follow it with: job ${spec.id} --follow`);
+  const idle = state.jobdRunning() ? undefined : 'no job runner is running: the job waits until snapferry-jobd starts (systemctl start snapferry-jobd)';
+  emit(json, { job: spec.id, state: 'queued', vm: spec.vm, ...(idle ? { warning: { code: 'W_JOBD_NOT_RUNNING', message: idle } } : {}) }, `job ${spec.id} queued (${spec.vm}); follow it with: job ${spec.id} --follow${idle ? `\nwarning: ${idle}` : ''}`);
 }
 
 interface JobRow {

@@ -98,6 +98,12 @@ t.test('DISK arguments: attached disks and datastore files only (E_AGENT_SOURCE)
   t.equal(agent('read-only', `inspect --json ${join(work, 'store', 'ok.raw')}`).status, 0, 'a file below a configured datastore is read');
 });
 
+t.test('a job queued while no jobd runs says so', async (t) => {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin', 'snapferry.js'), 'agent', '--role=operator'], { encoding: 'utf8', env: { ...process.env, SSH_ORIGINAL_COMMAND: `backup ${vmx} --repo local --json`, SNAPFERRY_STATE_DIR: join(work, 'idle-state'), SNAPFERRY_CONFIG: config } });
+  t.equal(r.status, 0);
+  t.match(JSON.parse(r.stdout), { state: 'queued', warning: { code: 'W_JOBD_NOT_RUNNING' } }, 'the answer warns that nothing will run it yet');
+});
+
 t.test('an image backup (--image) queued through the agent runs as a job', async (t) => {
   const jobd = spawn(process.execPath, [join(ROOT, 'bin', 'snapferry.js'), 'jobd', '--config', config], { env: { ...process.env, SNAPFERRY_STATE_DIR: state }, stdio: 'ignore' });
   try {

@@ -44,9 +44,12 @@ t.test('a job log is rotated past its bound', async (t) => {
   state.ensure();
   const spec = job('rot', ['ls', '-R', '--json', vmx, 'p1']); // ~60 JSON lines, well over 4 KiB
   state.submit(spec);
+  t.notOk(state.jobdRunning(), 'no runner before start');
   d.start();
+  t.ok(state.jobdRunning(), 'jobd.pid names a live runner once started');
   await until('the job to end', () => ['done', 'failed'].includes(state.status(spec.id).state));
   await d.stop();
+  t.notOk(state.jobdRunning(), 'and is gone after stop');
   t.equal(state.status(spec.id).state, 'done', 'the job is done');
   const log = state.logPath(spec.id);
   t.ok(existsSync(`${log}.1`), 'the log was rotated to log.jsonl.1');
