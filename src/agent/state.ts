@@ -22,6 +22,8 @@ import { JobError } from './errors.js';
 export const DEFAULT_STATE_DIR = '/var/lib/snapferry';
 export const MAX_RECORD_BYTES = 256 * 1024;
 export const AGENT_LOG_MAX_BYTES = 4 * 1024 * 1024;
+/** Job directories at most (queued, running and kept): a client cannot fill the disk with a queue. */
+export const MAX_JOBS = 2000;
 
 export function stateDir(): string {
   return process.env.SNAPFERRY_STATE_DIR || DEFAULT_STATE_DIR;
@@ -95,6 +97,8 @@ export class StateDir {
   /** Writes job.json and a first log line, then makes the job visible with one rename. */
   submit(spec: JobSpec): void {
     this.ensure();
+    const n = this.list().length;
+    if (n >= MAX_JOBS) throw new JobError('E_JOB_QUEUE_FULL', `${n} jobs are queued or kept, the limit is ${MAX_JOBS}: cancel some or wait`, { structure: 'jobs', field: 'count', value: n, limit: MAX_JOBS });
     const tmp = join(this.jobs, `.new-${spec.id}`);
     mkdirSync(tmp, { mode: 0o750 });
     writeFileSync(join(tmp, 'job.json'), JSON.stringify(spec) + '\n', { mode: 0o640 });

@@ -5,12 +5,12 @@
  * free for the next runner, state records past their bound and ids that are paths are typed errors.
  */
 import t from 'tap';
-import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Jobd, MAX_LOG_LINE } from '../../src/agent/jobd.js';
 import { defaultConfig, type Config } from '../../src/agent/config.js';
-import { AGENT_LOG_MAX_BYTES, MAX_RECORD_BYTES, StateDir, checkJobId, newJobId, readBounded, type JobSpec } from '../../src/agent/state.js';
+import { AGENT_LOG_MAX_BYTES, MAX_JOBS, MAX_RECORD_BYTES, StateDir, checkJobId, newJobId, readBounded, type JobSpec } from '../../src/agent/state.js';
 import { SnapferryError } from '../../src/util/errors.js';
 import { image, ROOT } from '../helpers/images.js';
 import { snapferry } from '../helpers/cli.js';
@@ -110,6 +110,9 @@ t.test('state files and ids are bounded', async (t) => {
   t.equal(code(() => readBounded(join(dir, 'big.json'))), 'E_BOUND', `a record over ${MAX_RECORD_BYTES} bytes`);
   const state = new StateDir(dir);
   t.equal(code(() => state.spec(newJobId())), 'E_JOB_NOT_FOUND', 'a job that does not exist');
+  state.ensure();
+  for (let i = 0; i < MAX_JOBS; i++) mkdirSync(join(state.jobs, `20260101T000000Z-${i.toString(16).padStart(8, '0')}`));
+  t.equal(code(() => state.submit(job('full', ['--version']))), 'E_JOB_QUEUE_FULL', `a queue of ${MAX_JOBS} job directories takes no more`);
 });
 
 t.test('a job output line is cut at MAX_LOG_LINE; the agent log is rotated past its bound', async (t) => {
