@@ -24,7 +24,9 @@ import type { ArchiveReader } from '../archive/stack.js';
 import { CorruptStructureError, ExitCode, SnapferryError } from '../util/errors.js';
 import { MiB } from '../util/bounded.js';
 import { archiveName, readManifest, requireRepository, type Manifest } from './repo.js';
-import { indexEntries, openEncrypted, type Identities } from './restore.js';
+import { indexEntries, openEncrypted, type Archives, type Identities } from './restore.js';
+import type { IndexEntry } from '../archive/index.js';
+import { DiskHasher } from './image-hash.js';
 import { IMAGE_DISKS_DIR } from './image.js';
 
 /** Archives in one restore point (a full and its incrementals) at most. */
@@ -126,6 +128,41 @@ export class ArchiveDiskLayer implements DiskLayer {
   async close(): Promise<void> {
     // the archive reader is shared by the layers of one archive; OpenedImage closes it
   }
+}
+
+/**
+ * verify of a full image's disk member: its blocksSha256 (image-hash.ts) recomputed from the stored
+ * segments, holes hashed as zeros without being read. Returns the data bytes read.
+ */
+export async function verifyDiskMember(archives: Archives, self: string, e: IndexEntry): Promise<number> {
+  const where = e.archive ?? self;
+  const ra = await archives.get(where);
+  const member = await readEntryAt(ra, e.header!);
+  if (member.entry.path.toString('utf8') !== e.path || member.entry.size !== e.size) {
+    throw new CorruptStructureError('E_IMAGE_MEMBER', `${e.path}: the index points at tar member '${member.entry.path.toString('utf8').slice(0, 300)}' (${member.entry.size} bytes) in ${where}`, { structure: 'tar member', id: where, header: e.header! });
+  }
+  const segs = (member.storedSegments ?? [{ offset: 0, length: e.size, storedOffset: member.dataOffset }]).filter((x) => x.length > 0);
+  const hasher = new DiskHasher(e.size);
+  let bytes = 0;
+  try {
+    let pos = 0;
+    for (const s of segs) {
+      hasher.zeros(s.offset - pos);
+      for (let o = 0; o < s.length; o += MiB) {
+        const n = Math.min(MiB, s.length - o);
+        await hasher.update(await ra.read(s.storedOffset + o, n));
+        bytes += n;
+      }
+      pos = s.offset + s.length;
+    }
+    hasher.zeros(e.size - pos);
+  } catch (err) {
+    await hasher.close();
+    throw err;
+  }
+  const got = (await hasher.finish()).blocksSha256;
+  if (got !== e.blocksSha256) throw new CorruptStructureError('E_RESTORE_HASH', `${e.path}: the stored disk has blocksSha256 ${got}, the index says ${e.blocksSha256} (archive ${where})`, { path: e.path, archive: where });
+  return bytes;
 }
 
 export interface ImageDiskEntry {

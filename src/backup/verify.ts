@@ -1,6 +1,7 @@
 /**
  * verify: read a backup end to end — every age chunk of its archive and index authenticated,
- * every file's bytes hashed against its index line — and name the archive and entry of any damage.
+ * every file's bytes hashed against its index line (an image's full disk: its blocksSha256) — and
+ * name the archive and entry of any damage.
  * Files an incremental takes from earlier archives are checked there, through the same path a
  * restore takes.
  */
@@ -8,6 +9,7 @@ import type { Store } from '../store/types.js';
 import { toSnapferryError } from '../util/errors.js';
 import { archiveName, readManifest, requireRepository } from './repo.js';
 import { Archives, entryData, indexEntries, openEncrypted, type Identities } from './restore.js';
+import { verifyDiskMember } from './image-disk.js';
 
 export interface Damage {
   archive: string;
@@ -50,6 +52,17 @@ export async function runVerify(store: Store, id: string, identities: Identities
   try {
     for await (const e of indexEntries(store, m, identities)) {
       s.entries++;
+      if (e.type === 'file' && e.header !== undefined && e.blocksSha256) {
+        // an image backup's full disk: its digest of 1 MiB blocks (image-hash.ts)
+        s.files++;
+        try {
+          s.bytes += await verifyDiskMember(archives, id, e);
+        } catch (err) {
+          const x = toSnapferryError(err);
+          hit({ archive: e.archive ?? id, path: e.path, code: x.code, message: x.message });
+        }
+        continue;
+      }
       if (e.type !== 'file' || e.header === undefined || !e.sha256) continue;
       s.files++;
       try {

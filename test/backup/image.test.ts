@@ -331,6 +331,17 @@ t.test('a well-formed hand-made image reads back (the hostile cases below differ
   await img.close();
 });
 
+t.test('verify recomputes a full disk member\'s blocksSha256 and names a mismatch', async (t) => {
+  const ok = snapferry(['verify', '--json', '--repo', repo, fullId, '--identity', key]);
+  t.equal(ok.status, 0, `verify of the full image: ${ok.stdout}${ok.stderr}`);
+  const v = json<{ ok: boolean; files: number; bytes: number }>(ok.stdout);
+  t.ok(v.ok && v.files >= 5 && v.bytes > 5 * 2 ** 20, `disk and descriptors checked: ${v.files} members, ${v.bytes} bytes`);
+  const h = await hostile({ tar: (w) => diskMember(w), index: (at) => [line('disks/d.raw', { size: SIZE, blocksSha256: '0'.repeat(64), ...at['disks/d.raw']! })] });
+  const bad = snapferry(['verify', '--json', '--repo', h.store.url, h.id, '--identity', key]);
+  t.equal(bad.status, 4, 'a wrong blocksSha256: exit 4');
+  t.match(bad.stdout, /E_RESTORE_HASH/, 'E_RESTORE_HASH names the member');
+});
+
 t.test('hostile image indexes are typed errors', async (t) => {
   const cases: [string, Parameters<typeof hostile>[0], string][] = [
     ['a disk id with ..', { tar: (w) => diskMember(w), index: (at) => [line('disks/../../x.raw', { size: SIZE, ...at['disks/d.raw']! })] }, 'E_IMAGE_INDEX'],
