@@ -232,6 +232,31 @@ async function blockHashes(disk: Disk, onRead: (n: number) => void): Promise<Buf
   }
 }
 
+/** The zero-detection block of a source without an allocation map: qemu's and VMware's grain. */
+const ZERO_SCAN_BLOCK = 64 * 1024;
+const ZERO_SCAN = Buffer.alloc(ZERO_SCAN_BLOCK);
+
+/**
+ * The non-zero ranges of a disk that says nothing of its allocation (a raw image, a block device, a
+ * flat extent: all 'data'), found by reading it once: without this its image stored every byte and
+ * a stock `tar -xS` wrote every zero back out. A block device hot-added to the appliance is this case.
+ */
+async function nonZeroRanges(disk: Disk, onRead: (n: number) => void): Promise<SparseSegmentLike[]> {
+  const out: SparseSegmentLike[] = [];
+  for await (const piece of readAhead(disk, 0, disk.size)) {
+    onRead(piece.bytes.length);
+    for (let i = 0; i < piece.bytes.length; i += ZERO_SCAN_BLOCK) {
+      const b = piece.bytes.subarray(i, i + ZERO_SCAN_BLOCK);
+      if (b.equals(ZERO_SCAN.subarray(0, b.length))) continue;
+      const at = piece.offset + i;
+      const last = out[out.length - 1];
+      if (last && last.offset + last.length === at) last.length += b.length;
+      else out.push({ offset: at, length: b.length });
+    }
+  }
+  return out;
+}
+
 interface DiskPlan {
   src: ImageSource;
   how: ImageDiskSummary['how'];
@@ -301,8 +326,10 @@ export async function runImageBackup(sources: ImageSource[], o: ImageBackupOptio
       prev = null;
       return runImageBackup(sources, { ...o, incremental: false }).then((s) => ({ ...s, notes: [...notes, ...s.notes] }));
     }
-    const data = (await disk.allocation(0, disk.size)).filter((r) => r.state === 'data');
-    plans.push({ src, how: 'full', segments: toSegments(data) });
+    const alloc = await disk.allocation(0, disk.size);
+    const data = alloc.filter((r) => r.state === 'data');
+    const noMap = disk.size > 0 && data.length === 1 && data[0]!.offset === 0 && data[0]!.length === disk.size;
+    plans.push({ src, how: 'full', segments: toSegments(noMap ? await nonZeroRanges(disk, (n) => (bytesRead += n)) : data) });
   }
   const incremental = prev !== null;
   const parent = prev?.archive;

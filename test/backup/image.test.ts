@@ -230,6 +230,14 @@ t.test('a raw source: the incremental comes from block hashes kept in the state'
   const st = join(work, 'state-raw');
   const r1 = json<Summary>(snapferry(['backup', '--image', '--json', raw, '--repo', repo, '--recipient', recipient, '--state-dir', st]).stdout);
   t.equal(r1.disks[0]!.id, 'plain', 'a plain disk is named by its base name');
+  // a raw file says nothing of its allocation: its zero blocks are found by reading it, and stay holes
+  t.ok(r1.disks[0]!.storedBytes < 16 * 2 ** 20, `the 256 MiB raw disk stores ${r1.disks[0]!.storedBytes} bytes (its non-zero 64 KiB blocks)`);
+  const stockRaw = join(work, 'stock-raw');
+  mkdirSync(stockRaw);
+  execFileSync('sh', ['-c', `age -d -i '${key}' '${join(repo, archiveName(r1.id))}' | zstd -d | tar -xSf - -C '${stockRaw}'`]);
+  const x = join(stockRaw, 'disks', 'plain.raw');
+  t.equal(await sha256File(x), await sha256File(raw), 'stock extraction equals the raw disk');
+  t.ok(onDisk(x) < statSync(x).size / 4, `and is sparse: ${onDisk(x)} bytes on disk`);
   // two blocks change: one in a hole, one zeroed where data was
   execFileSync('sh', ['-c', `head -c 4096 /dev/urandom | dd of='${raw}' bs=4096 seek=$((200 * 256 + 3)) conv=notrunc status=none && dd if=/dev/zero of='${raw}' bs=1M seek=1 count=1 conv=notrunc status=none`]);
   const r2 = snapferry(['backup', '--image', '--incremental', '--json', raw, '--repo', repo, '--recipient', recipient, '--state-dir', st]);
