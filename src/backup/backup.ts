@@ -12,12 +12,11 @@ import { createHash } from 'node:crypto';
 import type { VmTree, TreeNode, TreeVolume, TreeStat } from '../vfs/tree.js';
 import { INFO_XATTR } from '../vfs/tree.js';
 import type { FileSystem, FileType } from '../fs/types.js';
-import type { Store, PutHandle } from '../store/types.js';
-import { openArchiveSink, type ArchiveSink } from '../archive/stack.js';
+import type { Store } from '../store/types.js';
 import { TarWriter, type TarEntry } from '../archive/tar/writer.js';
-import { INDEX_FORMAT, INDEX_VERSION, encodeIndexLine, type IndexEntry } from '../archive/index.js';
+import { encodeIndexLine, type IndexEntry } from '../archive/index.js';
 import { SnapferryError, toSnapferryError } from '../util/errors.js';
-import { archiveName, ensureRepository, indexName, newArchiveId, readManifest, recipientFingerprint, writeManifest, type BackupKind, type Manifest } from './repo.js';
+import { archiveName, ensureRepository, indexName, newArchiveId, openBackupObjects, readManifest, recipientFingerprint, writeManifest, type BackupKind, type Manifest } from './repo.js';
 import { StateCursor, StateWriter, statePaths } from './state.js';
 import type { Selector } from './select.js';
 
@@ -151,19 +150,12 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
   const parent = cursor?.header?.archive;
 
   const id = newArchiveId();
-  const puts: PutHandle[] = [];
   let state: StateWriter | null = null;
+  const objects = await openBackupObjects(o.store, id, o);
   try {
-    const archivePut = await o.store.put(archiveName(id));
-    puts.push(archivePut);
-    const indexPut = await o.store.put(indexName(id));
-    puts.push(indexPut);
-    const sinkOpts = { recipients: o.recipients, ...(o.frameSize ? { frameSize: o.frameSize } : {}) };
-    const archive: ArchiveSink = openArchiveSink(archivePut, sinkOpts);
-    const index: ArchiveSink = openArchiveSink(indexPut, sinkOpts);
+    const { archive, index } = objects;
     const tar = new TarWriter(archive);
     state = await StateWriter.create(o.stateDir, { format: 'snapferry-state', version: 1, repo: o.store.url, vm: o.vm, archive: id, kind });
-    await index.write(encodeIndexLine({ format: INDEX_FORMAT, version: INDEX_VERSION, archive: id }));
 
     const p: BackupProgress = { files: 0, stored: 0, entries: 0, bytesRead: 0, bytesStored: 0, unchanged: 0, errors: 0, path: '' };
     const needs = new Set<string>();
@@ -487,7 +479,7 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
     p.bytesStored = archiveBytes;
     return { ...p, id, kind, ...(parent ? { parent } : {}), archiveBytes, indexBytes, durationMs: Date.now() - started, notes };
   } catch (err) {
-    for (const h of puts) await h.abort().catch(() => {});
+    await objects.abort();
     await state?.discard();
     throw err;
   }

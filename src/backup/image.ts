@@ -33,14 +33,13 @@ import { SECTOR_SIZE as SECTOR } from '../disk/types.js';
 import type { SparseSegment as SparseSegmentLike } from '../archive/tar/entry.js';
 import { LayeredDisk, mergeRanges } from '../disk/layered.js';
 import { decodeSparseExtentHeader, SPARSE_EXTENT_HEADER_SIZE, SPARSE_MAGICNUMBER } from '../disk/vmdk/structs.js';
-import { openArchiveSink, type ArchiveSink } from '../archive/stack.js';
 import { TarWriter, type TarEntry } from '../archive/tar/writer.js';
 import { SPARSE_LIMITS } from '../archive/tar/sparse.js';
-import { INDEX_FORMAT, INDEX_VERSION, encodeIndexLine, type IndexEntry } from '../archive/index.js';
-import type { Store, PutHandle } from '../store/types.js';
+import { encodeIndexLine, type IndexEntry } from '../archive/index.js';
+import type { Store } from '../store/types.js';
 import { ExitCode, SnapferryError } from '../util/errors.js';
 import { MiB } from '../util/bounded.js';
-import { archiveName, ensureRepository, indexName, newArchiveId, readManifest, recipientFingerprint, writeManifest, type Manifest } from './repo.js';
+import { archiveName, ensureRepository, indexName, newArchiveId, openBackupObjects, readManifest, recipientFingerprint, writeManifest, type Manifest } from './repo.js';
 import { DiskHasher } from './image-hash.js';
 import { BLOCK_HASH_BYTES, HASH_BLOCK_SIZE, imageStatePath, readImageState, writeImageState, type ImageDiskState, type ImageState } from './image-state.js';
 
@@ -335,17 +334,10 @@ export async function runImageBackup(sources: ImageSource[], o: ImageBackupOptio
   const parent = prev?.archive;
 
   const id = newArchiveId();
-  const puts: PutHandle[] = [];
+  const objects = await openBackupObjects(o.store, id, o);
   try {
-    const archivePut = await o.store.put(archiveName(id));
-    puts.push(archivePut);
-    const indexPut = await o.store.put(indexName(id));
-    puts.push(indexPut);
-    const sinkOpts = { recipients: o.recipients, ...(o.frameSize ? { frameSize: o.frameSize } : {}) };
-    const archive: ArchiveSink = openArchiveSink(archivePut, sinkOpts);
-    const index: ArchiveSink = openArchiveSink(indexPut, sinkOpts);
+    const { archive, index } = objects;
     const tar = new TarWriter(archive);
-    await index.write(encodeIndexLine({ format: INDEX_FORMAT, version: INDEX_VERSION, archive: id }));
     const now = BigInt(started) * 1_000_000n;
     const base = { type: 'file' as const, mode: 0o644, uid: 0, gid: 0, mtimeNs: now };
     const indexLine = (path: string, size: number, at: { headerOffset: number; dataOffset: number }, sha256?: string): IndexEntry => ({
@@ -466,7 +458,7 @@ export async function runImageBackup(sources: ImageSource[], o: ImageBackupOptio
     await writeImageState(statePath, newState);
     return { id, kind: 'image', incremental, ...(parent ? { parent } : {}), disks: summaries, bytesRead, archiveBytes, indexBytes, durationMs: Date.now() - started, notes };
   } catch (err) {
-    for (const h of puts) await h.abort().catch(() => {});
+    await objects.abort();
     throw err;
   }
 }

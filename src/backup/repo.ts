@@ -12,7 +12,9 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { ExitCode, SnapferryError, CorruptStructureError } from '../util/errors.js';
-import type { Store } from '../store/types.js';
+import type { Store, PutHandle } from '../store/types.js';
+import { openArchiveSink, type ArchiveSink } from '../archive/stack.js';
+import { INDEX_FORMAT, INDEX_VERSION, encodeIndexLine } from '../archive/index.js';
 
 export const REPO_MARKER = 'snapferry-repository.json';
 export const MANIFEST_FORMAT = 'snapferry-manifest';
@@ -78,6 +80,35 @@ export async function ensureRepository(store: Store): Promise<void> {
   const existing = await store.list('archives/');
   if (existing.length > 0) throw new RepoError('E_REPO_MARKER', `${store.url} holds archives but no ${REPO_MARKER}`, { url: store.url }, ExitCode.corrupt);
   await putAll(store, REPO_MARKER, Buffer.from(`${JSON.stringify({ format: 'snapferry-repository', version: 1, createdAt: new Date().toISOString() })}\n`));
+}
+
+/** A backup's archive and index being written (file-level and image backups alike). */
+export interface BackupObjects {
+  archive: ArchiveSink;
+  /** Its header line is written already. */
+  index: ArchiveSink;
+  /** Abandons both uploads (nothing is listed: the manifest is never written). */
+  abort(): Promise<void>;
+}
+
+/** Opens archives/<id>.tar.zst.age and its index for writing, both encrypted to `recipients`. */
+export async function openBackupObjects(store: Store, id: string, o: { recipients: string[]; frameSize?: number }): Promise<BackupObjects> {
+  const puts: PutHandle[] = [];
+  const abort = async (): Promise<void> => {
+    for (const h of puts) await h.abort().catch(() => {});
+  };
+  try {
+    puts.push(await store.put(archiveName(id)));
+    puts.push(await store.put(indexName(id)));
+    const sinkOpts = { recipients: o.recipients, ...(o.frameSize ? { frameSize: o.frameSize } : {}) };
+    const archive = openArchiveSink(puts[0]!, sinkOpts);
+    const index = openArchiveSink(puts[1]!, sinkOpts);
+    await index.write(encodeIndexLine({ format: INDEX_FORMAT, version: INDEX_VERSION, archive: id }));
+    return { archive, index, abort };
+  } catch (err) {
+    await abort();
+    throw err;
+  }
 }
 
 export async function requireRepository(store: Store): Promise<void> {
