@@ -105,7 +105,8 @@ t.before(async () => {
   repoSshd = await startSshd();
   const overlay = join(work, 'appliance.qcow2');
   execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', qcow2, overlay]);
-  vm = await boot({ disk: overlay, guestDisks: [guestDisk], dir: work, memoryMiB: 512, cpus: 1 });
+  // up to 10 min: a Debian boot under TCG took 50-125 s on a shared, loaded 2-core machine
+  vm = await boot({ disk: overlay, guestDisks: [guestDisk], dir: work, memoryMiB: 512, cpus: 1 }, 600_000);
   process.stderr.write(`# boot to SSH banner: ${(vm.bootToSshMs / 1000).toFixed(1)} s (qemu -accel tcg, 1 vCPU, 512 MiB)\n`);
   // The administrator's part, from the hypervisor: keys, the repository and its login, the VM.
   const q = vm.qga;
@@ -174,6 +175,14 @@ t.test('the image: qcow2 for KVM, a streamOptimized VMDK with its OVF for ESXi, 
   const ins = run('node', [join(ROOT, 'bin', 'snapferry.js'), 'inspect', '--json', vmdk]);
   t.equal(ins.status, 0, `snapferry reads its own appliance's VMDK: ${ins.stderr}`);
   t.match(ins.stdout.toString(), /snapferry-root/, 'and finds the root filesystem on it');
+  // What the shipped image holds, read from its VMDK by snapferry itself (nothing booted, nothing mounted).
+  const lsImage = (path: string): string => run('node', [join(ROOT, 'bin', 'snapferry.js'), 'ls', vmdk, path]).stdout.toString();
+  const etcSsh = lsImage('p2/etc/ssh') + lsImage('p2/etc/ssh/sshd_config.d');
+  t.match(etcSsh, /10-snapferry\.conf/, 'the hardened sshd drop-in is in the image');
+  t.notMatch(etcSsh, /00-provision/, 'the build\'s provisioning drop-in is not');
+  t.notMatch(etcSsh, /ssh_host_/, 'no host key: each appliance makes its own at first boot');
+  t.notMatch(lsImage('p2/root'), /\.ssh/, 'root has no authorized keys');
+  t.match(lsImage('p2/etc/machine-id'), /\s0\s+\S+\s+\/etc\/machine-id/, 'an empty machine id: each appliance gets its own');
   const ovf = readFileSync(join(imageDir, 'snapferry-appliance.ovf'), 'utf8');
   t.match(ovf, /ovf:href="snapferry-appliance\.vmdk" ovf:size="(\d+)"/, 'the OVF references the VMDK');
   t.equal(Number(/ovf:size="(\d+)"/.exec(ovf)?.[1]), statSync(vmdk).size, 'with its exact size');
@@ -252,6 +261,11 @@ t.test('refusals', async (t) => {
   t.equal(r3.status, 255, 'an unknown key cannot log in');
   const r4 = ssh(keys.operator, ['help'], { user: 'root' });
   t.equal(r4.status, 255, 'root cannot log in, even with an authorized key');
+  const provision = join(CACHE, 'appliance', 'provision_ed25519');
+  const r5 = ssh(provision, ['id'], { user: 'root' });
+  t.equal(r5.status, 255, 'the key appliance/build gave Packer no longer opens root');
+  t.match(r5.stderr, denied);
+
   const pw = run('ssh', [...sshArgs(keys.stranger, ['-o', 'PreferredAuthentications=password,keyboard-interactive', '-o', 'PubkeyAuthentication=no']), 'snapferry@127.0.0.1', 'help']);
   t.equal(pw.status, 255, 'no password login');
   t.match(pw.stderr, denied, 'the server offers public keys only');
