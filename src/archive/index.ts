@@ -11,7 +11,7 @@
  * in `pathB64` (and `path` holds a display form).
  */
 import { CorruptStructureError } from '../util/errors.js';
-import type { FileType } from '../fs/types.js';
+import type { FileType, Stat } from '../fs/types.js';
 
 export const INDEX_FORMAT = 'snapferry-index';
 export const INDEX_VERSION = 1;
@@ -53,6 +53,28 @@ export interface IndexEntry {
   data?: number;
   /** The entry could not be backed up (or only in part): why. */
   error?: { code: string; message: string };
+}
+
+function isUtf8(b: Buffer): boolean {
+  return Buffer.from(b.toString('utf8'), 'utf8').equals(b);
+}
+
+/** An entry's index line as far as its stat says (what it is, owner, times); where its bytes are is the writer's to add. */
+export function indexEntryOf(pathBytes: Buffer, st: Stat): IndexEntry {
+  const e: IndexEntry = {
+    path: pathBytes.toString('utf8'),
+    type: st.type,
+    mode: st.mode & 0o7777,
+    uid: st.uid,
+    gid: st.gid,
+    size: st.type === 'dir' ? 0 : st.size,
+    nlink: st.nlink,
+    mtimeNs: String(st.mtimeNs),
+    ctimeNs: String(st.ctimeNs),
+    atimeNs: String(st.atimeNs),
+  };
+  if (!isUtf8(pathBytes)) e.pathB64 = pathBytes.toString('base64');
+  return e;
 }
 
 export function encodeIndexLine(v: IndexHeader | IndexEntry): Buffer {

@@ -14,7 +14,7 @@ import { INFO_XATTR } from '../vfs/tree.js';
 import type { FileSystem, FileType } from '../fs/types.js';
 import type { Store } from '../store/types.js';
 import { TarWriter, type TarEntry } from '../archive/tar/writer.js';
-import { encodeIndexLine, type IndexEntry } from '../archive/index.js';
+import { encodeIndexLine, indexEntryOf, type IndexEntry } from '../archive/index.js';
 import { SnapferryError, toSnapferryError } from '../util/errors.js';
 import { archiveName, ensureRepository, indexName, newArchiveId, openBackupObjects, readManifest, recipientFingerprint, writeManifest, type BackupKind, type Manifest } from './repo.js';
 import { StateCursor, StateWriter, statePaths } from './state.js';
@@ -119,10 +119,6 @@ function tarType(t: FileType): TarEntry['type'] | null {
   }
 }
 
-function isUtf8(b: Buffer): boolean {
-  return Buffer.from(b.toString('utf8'), 'utf8').equals(b);
-}
-
 export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupSummary> {
   const started = Date.now();
   const notes: string[] = [];
@@ -190,20 +186,8 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
     const storeEntry = async (job: Job, pre: Prepared): Promise<void> => {
       const { volume, node, pathBytes } = job;
       const st = pre.st;
-      const path = pathBytes.toString('utf8');
-      const base: IndexEntry = {
-        path,
-        type: st.type,
-        mode: st.mode & 0o7777,
-        uid: st.uid,
-        gid: st.gid,
-        size: st.type === 'dir' ? 0 : st.size,
-        nlink: st.nlink,
-        mtimeNs: String(st.mtimeNs),
-        ctimeNs: String(st.ctimeNs),
-        atimeNs: String(st.atimeNs),
-      };
-      if (!isUtf8(pathBytes)) base.pathB64 = pathBytes.toString('base64');
+      const base = indexEntryOf(pathBytes, st);
+      const path = base.path;
       const tt = tarType(st.type);
       if (!tt) {
         base.error = { code: 'E_BACKUP_SOCKET', message: 'a socket has no place in a tar archive (GNU tar skips them too)' };

@@ -11,7 +11,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Store } from '../store/types.js';
-import type { IndexEntry } from '../archive/index.js';
+import { indexEntryOf, type IndexEntry } from '../archive/index.js';
 import { exportRaw } from '../disk/export.js';
 import { VmTree, type TreeNode } from '../vfs/tree.js';
 import type { FileSystem } from '../fs/types.js';
@@ -66,10 +66,6 @@ export async function restoreImageDisks(o: { store: Store; id: string; identitie
   }
 }
 
-function isUtf8(b: Buffer): boolean {
-  return Buffer.from(b.toString('utf8'), 'utf8').equals(b);
-}
-
 /**
  * The entries below the selected tree paths, in tree order, as index lines: what restoreEntries
  * writes. `nodes` maps each regular file's line to its node for the data.
@@ -85,19 +81,7 @@ async function* walk(tree: VmTree, paths: string[], nodes: WeakMap<IndexEntry, T
       warn(path, err);
       return;
     }
-    const e: IndexEntry = {
-      path,
-      type: st.type,
-      mode: st.mode & 0o7777,
-      uid: st.uid,
-      gid: st.gid,
-      size: st.type === 'dir' ? 0 : st.size,
-      nlink: st.nlink,
-      mtimeNs: String(st.mtimeNs),
-      ctimeNs: String(st.ctimeNs),
-      atimeNs: String(st.atimeNs),
-    };
-    if (!isUtf8(pathBytes)) e.pathB64 = pathBytes.toString('base64');
+    const e = indexEntryOf(pathBytes, st);
     if (st.type === 'symlink') {
       try {
         e.target = await tree.readlink(node);
