@@ -4,7 +4,8 @@
  * the volumes are read by the caller through src/disk (O_RDONLY, always).
  *
  * The appliance's own root disk is left out (found through the root filesystem's st_dev and
- * /sys/dev/block/MAJ:MIN), and so are loop, ram and zram devices unless asked for: they are the
+ * /sys/dev/block/MAJ:MIN), and so are loop, ram and zram devices, floppy and optical drives (fd*, sr*:
+ * qemu's default machine adds both; no guest disk is hot-added as one) unless asked for: they are the
  * appliance's plumbing, not a guest's disk. Counts are bounded: at most MAX_DISKS devices.
  */
 import { existsSync, readFileSync, readdirSync, readlinkSync, realpathSync, statSync } from 'node:fs';
@@ -22,7 +23,7 @@ export interface BlockDevice {
   readOnly: boolean;
   removable: boolean;
   byId: string[];
-  /** Devices left out unless --all (loop, ram, zram, or no media). */
+  /** Devices left out unless --all (loop, ram, zram, floppy and optical drives, or no media). */
   plumbing: boolean;
 }
 
@@ -75,7 +76,7 @@ export function listBlockDevices(o: { all: boolean; sys?: string; dev?: string; 
     if (name === root) continue;
     const base = join(sys, 'block', name);
     const size = Number(read(join(base, 'size')) ?? '0') * 512;
-    const plumbing = /^(loop|ram|zram)\d+$/.test(name) || size === 0;
+    const plumbing = /^(loop|ram|zram|fd|sr)\d+$/.test(name) || size === 0;
     if (plumbing && !o.all) continue;
     const model = read(join(base, 'device', 'model'));
     const vendor = read(join(base, 'device', 'vendor'));
