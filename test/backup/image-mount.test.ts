@@ -4,7 +4,7 @@
  * mounting qemu-img's raw conversion of the source. Needs root, /dev/fuse, sshd: without them it
  * fails, it never skips.
  */
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { image, qemuRaw, requireTool } from '../helpers/images.js';
 import { snapferry } from '../helpers/cli.js';
 import { startSshd } from '../helpers/sshd.js';
-import { mountLoop, mountNtfs3g } from '../helpers/mounts.js';
+import { loopDevice, mountLoop, mountNtfs3g, partitions } from '../helpers/mounts.js';
 import { diffTrees, seeTree } from '../helpers/treediff.js';
 import { mountAt } from '../../src/mount/mountinfo.js';
 
@@ -27,18 +27,6 @@ const work = mkdtempSync(join(tmpdir(), 'sf-image-mount-'));
 const key = join(work, 'key.txt');
 execFileSync('age-keygen', ['-o', key], { stdio: 'ignore' });
 const recipient = execFileSync('age-keygen', ['-y', key], { encoding: 'utf8' }).trim();
-
-function loopDevice(t: Test, file: string, start: number, size: number): string {
-  const dev = execFileSync('losetup', ['-f', '--show', '-r', '-o', String(start), '--sizelimit', String(size), file], { encoding: 'utf8' }).trim();
-  t.teardown(() => void spawnSync('losetup', ['-d', dev]));
-  return dev;
-}
-
-function partitions(raw: string): { start: number; size: number }[] {
-  const j = JSON.parse(execFileSync('sfdisk', ['--json', raw], { encoding: 'utf8' })) as { partitiontable: { sectorsize?: number; partitions: { start: number; size: number }[] } };
-  const ss = j.partitiontable.sectorsize ?? 512;
-  return j.partitiontable.partitions.map((p) => ({ start: p.start * ss, size: p.size * ss }));
-}
 
 t.test('mount --repo of an image backup over SFTP equals the kernel and ntfs-3g on qemu-img raw of the source', async (t) => {
   const sshd = await startSshd();

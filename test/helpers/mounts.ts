@@ -12,6 +12,20 @@ function needRoot(what: string): void {
   if (process.getuid?.() !== 0) throw new Error(`${what} needs root; this test does not skip`);
 }
 
+/** A read-only loop device over [start, start+size) of `file`, detached in teardown. */
+export function loopDevice(t: Test, file: string, start: number, size: number): string {
+  const dev = execFileSync('losetup', ['-f', '--show', '-r', '-o', String(start), '--sizelimit', String(size), file], { encoding: 'utf8' }).trim();
+  t.teardown(() => void spawnSync('losetup', ['-d', dev]));
+  return dev;
+}
+
+/** The partitions of a raw disk image as sfdisk reads them, in bytes. */
+export function partitions(raw: string): { start: number; size: number }[] {
+  const j = JSON.parse(execFileSync('sfdisk', ['--json', raw], { encoding: 'utf8' })) as { partitiontable: { sectorsize?: number; partitions: { start: number; size: number }[] } };
+  const ss = j.partitiontable.sectorsize ?? 512;
+  return j.partitiontable.partitions.map((p) => ({ start: p.start * ss, size: p.size * ss }));
+}
+
 /** `mount -o loop,OPTS IMG` on a fresh directory. */
 export function mountLoop(t: Test, img: string, opts: string): string {
   needRoot('a loop mount');

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT, fingerprint, image, qemuRaw, requireTool } from '../helpers/images.js';
 import { snapferry } from '../helpers/cli.js';
-import { mountLoop, mountNtfs3g } from '../helpers/mounts.js';
+import { loopDevice, mountLoop, mountNtfs3g, partitions } from '../helpers/mounts.js';
 import { diffTrees, seeTree } from '../helpers/treediff.js';
 import { mountAt } from '../../src/mount/mountinfo.js';
 
@@ -47,19 +47,6 @@ function mountSnapferry(t: Test, sources: string[], extra: string[] = []): Mount
     rmdirSync(dir);
   });
   return { dir, log, pid: info.pid };
-}
-
-/** A read-only loop device over [start, start+size) of `file`, detached in teardown. */
-function loopDevice(t: Test, file: string, start: number, size: number): string {
-  const dev = execFileSync('losetup', ['-f', '--show', '-r', '-o', String(start), '--sizelimit', String(size), file], { encoding: 'utf8' }).trim();
-  t.teardown(() => void spawnSync('losetup', ['-d', dev]));
-  return dev;
-}
-
-function partitions(raw: string): { start: number; size: number }[] {
-  const j = JSON.parse(execFileSync('sfdisk', ['--json', raw], { encoding: 'utf8' })) as { partitiontable: { sectorsize?: number; partitions: { start: number; size: number }[] } };
-  const ss = j.partitiontable.sectorsize ?? 512;
-  return j.partitiontable.partitions.map((p) => ({ start: p.start * ss, size: p.size * ss }));
 }
 
 const sourcesBefore = fingerprint([top, join(vm, 'sample-000001.vmdk'), join(vm, 'sample.vmdk'), vmx, ntfsImg, extImg]);
