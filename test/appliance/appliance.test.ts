@@ -107,7 +107,7 @@ t.before(async () => {
   execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', qcow2, overlay]);
   // up to 10 min: a Debian boot under TCG took 50-125 s on a shared, loaded 2-core machine
   vm = await boot({ disk: overlay, guestDisks: [guestDisk], dir: work, memoryMiB: 256, cpus: 1 }, 600_000);
-  process.stderr.write(`# boot to SSH banner: ${(vm.bootToSshMs / 1000).toFixed(1)} s (qemu -accel tcg, 1 vCPU, 512 MiB)\n`);
+  process.stderr.write(`# boot to SSH banner: ${(vm.bootToSshMs / 1000).toFixed(1)} s (qemu -accel tcg, 1 vCPU, 256 MiB)\n`);
   // The administrator's part, from the hypervisor: keys, the repository and its login, the VM.
   const q = vm.qga;
   await q.writeFile('/etc/snapferry/authorized_keys', authorizedKeys, '644');
