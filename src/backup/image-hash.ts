@@ -1,5 +1,5 @@
 /**
- * The digest of a whole logical disk, computed in a worker thread: the block-hash list of
+ * The digest of a whole logical disk, computed on the helper thread (util/helper-thread.ts): the block-hash list of
  * image-state.ts and the index's `blocksSha256` in one pass.
  *
  *   blocksSha256 = sha256( sha256(block 0) || sha256(block 1) || ... )   blocks of HASH_BLOCK_SIZE
@@ -11,24 +11,24 @@
  * with 70% holes is 4.5 GB of zeros to hash (~4 s of CPU here), an empty 1 TB disk 15 minutes; an
  * all-zero block's hash is a constant, so here a hole costs nothing. The per-block hashes (8 bytes
  * of each kept) are the state a later incremental compares with when the chain cannot say what
- * changed. The main thread only copies data pieces to the worker; holes travel as a length.
+ * changed. The main thread only copies data pieces to that thread; holes travel as a length.
  */
-import { Worker } from 'node:worker_threads';
+import { openChannel, type Channel } from '../util/helper-thread.js';
 import { MiB } from '../util/bounded.js';
 import { BLOCK_HASH_BYTES, HASH_BLOCK_SIZE } from './image-state.js';
 
 /**
- * Data goes to the worker through SLOTS shared buffers of SLOT_BYTES, reused: the producer waits for
+ * Data goes to the thread through SLOTS shared buffers of SLOT_BYTES, reused: the producer waits for
  * a free one. A fresh transferred buffer per piece (1.9 GB of them for the bench disk) was freed
  * only when the GC got round to it: ~90 MB of array buffers in flight at the peak.
  */
 const SLOTS = 4;
 const SLOT_BYTES = 1 * MiB;
 
-const WORKER = `
-const { parentPort, workerData } = require('node:worker_threads');
+/** The hashing job, run on the process's helper thread (util/helper-thread.ts), as source text. */
+const HASH_JOB = `
 const { createHash } = require('node:crypto');
-const { size, blockSize, keep, slots } = workerData;
+const { size, blockSize, keep, slots } = data;
 const views = slots.map((s) => new Uint8Array(s));
 const blocks = Math.ceil(size / blockSize);
 const list = Buffer.alloc(blocks * keep);
@@ -53,10 +53,10 @@ const feed = (buf) => {
     if (pos % blockSize === 0 || pos === size) closeBlock();
   }
 };
-parentPort.on('message', (m) => {
+return (m) => {
   if (m.type === 'data') {
     feed(views[m.slot].subarray(0, m.length));
-    parentPort.postMessage({ type: 'ack', slot: m.slot });
+    post({ type: 'ack', slot: m.slot });
   } else if (m.type === 'zeros') {
     for (let n = m.length; n > 0; ) {
       // a whole block of zeros: its hash is known
@@ -72,10 +72,10 @@ parentPort.on('message', (m) => {
       n -= k;
     }
   } else if (m.type === 'end') {
-    if (pos !== size) parentPort.postMessage({ type: 'error', message: 'hashed ' + pos + ' bytes of a ' + size + '-byte disk' });
-    else parentPort.postMessage({ type: 'digest', hex: outer.digest('hex'), list: list.buffer }, [list.buffer]);
+    if (pos !== size) post({ type: 'error', message: 'hashed ' + pos + ' bytes of a ' + size + '-byte disk' });
+    else post({ type: 'digest', hex: outer.digest('hex'), list: list.buffer }, [list.buffer]);
   }
-});
+};
 `;
 
 export interface DiskDigest {
@@ -86,7 +86,7 @@ export interface DiskDigest {
 }
 
 export class DiskHasher {
-  private readonly worker: Worker;
+  private readonly channel: Channel;
   private readonly slots = Array.from({ length: SLOTS }, () => new SharedArrayBuffer(SLOT_BYTES));
   private readonly free: number[] = Array.from({ length: SLOTS }, (_, i) => i);
   private waiters: (() => void)[] = [];
@@ -94,9 +94,6 @@ export class DiskHasher {
   private failed: Error | null = null;
 
   constructor(size: number, blockSize = HASH_BLOCK_SIZE) {
-    // a small heap: the worker holds a few hash states and nothing else (its default young
-    // generation alone cost the backup's peak RSS ~50 MB)
-    this.worker = new Worker(WORKER, { eval: true, resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 }, workerData: { size, blockSize, keep: BLOCK_HASH_BYTES, slots: this.slots } });
     let resolveDigest!: (d: DiskDigest) => void;
     let rejectDigest!: (err: Error) => void;
     this.digest = new Promise((res, rej) => {
@@ -109,14 +106,16 @@ export class DiskHasher {
       rejectDigest(err);
       for (const w of this.waiters.splice(0)) w();
     };
-    this.worker.on('message', (m: { type: string; slot?: number; hex?: string; list?: ArrayBuffer; message?: string }) => {
+    const onMessage = (msg: unknown): void => {
+      const m = msg as { type: string; slot?: number; hex?: string; list?: ArrayBuffer; message?: string };
       if (m.type === 'ack') {
         this.free.push(m.slot!);
         this.waiters.shift()?.();
       } else if (m.type === 'digest') resolveDigest({ blocksSha256: m.hex!, blockHashes: Buffer.from(m.list!) });
       else if (m.type === 'error') fail(new Error(m.message));
-    });
-    this.worker.on('error', fail);
+    };
+    this.channel = openChannel(HASH_JOB, { size, blockSize, keep: BLOCK_HASH_BYTES, slots: this.slots }, onMessage, fail);
+    this.channel.busy(true);
   }
 
   /** Hashes `b`, the disk's next bytes, copied into a free slot (the caller may reuse it at once). */
@@ -126,25 +125,25 @@ export class DiskHasher {
       if (this.failed) throw this.failed;
       const slot = this.free.pop()!;
       const n = b.copy(new Uint8Array(this.slots[slot]!), 0, at, Math.min(b.length, at + SLOT_BYTES));
-      this.worker.postMessage({ type: 'data', slot, length: n });
+      this.channel.post({ type: 'data', slot, length: n });
     }
   }
 
   /** The disk's next `n` bytes are zeros. */
   zeros(n: number): void {
-    if (n > 0) this.worker.postMessage({ type: 'zeros', length: n });
+    if (n > 0) this.channel.post({ type: 'zeros', length: n });
   }
 
   async finish(): Promise<DiskDigest> {
-    this.worker.postMessage({ type: 'end' });
+    this.channel.post({ type: 'end' });
     try {
       return await this.digest;
     } finally {
-      await this.worker.terminate();
+      await this.channel.close();
     }
   }
 
   async close(): Promise<void> {
-    await this.worker.terminate();
+    await this.channel.close();
   }
 }

@@ -41,6 +41,7 @@ import { checkKnownHosts, knownHostsLine, knownKeyTypes } from './known-hosts.js
 import { checkName, checkPrefix, checkRange, isPartialName, partialName } from './names.js';
 import { retryPolicy, withRetries, type RetryPolicy } from './retry.js';
 import type { OpenStoreOptions, PutHandle, Store, StoreFile, StoreObject } from './types.js';
+import { released } from '../util/reclaim.js';
 
 const { Client } = ssh2;
 type Client = InstanceType<typeof Client>;
@@ -564,7 +565,7 @@ class SftpPut implements PutHandle {
       if (n > 0) {
         const last = this.segments[n - 1]!;
         this.acked = last.offset + last.data.length;
-        this.segments.splice(0, n);
+        for (const done of this.segments.splice(0, n)) released(done.data.length);
       }
       this.pump();
       this.wake();

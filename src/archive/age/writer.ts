@@ -6,6 +6,7 @@
 import { createCipheriv, createHmac, randomBytes } from 'node:crypto';
 import type { ByteSink } from '../types.js';
 import { SnapferryError } from '../../util/errors.js';
+import { released } from '../../util/reclaim.js';
 import { AgeKeyError, hkdf, parseRecipient, wrapFileKey } from './keys.js';
 import { CHUNK_SIZE, chunkNonce, encodeHeader, encodeHeaderWithoutMac, ENCRYPTED_CHUNK_SIZE, FILE_KEY_SIZE, HEADER_INFO, PAYLOAD_INFO, PAYLOAD_NONCE_SIZE, TAG_SIZE } from './structs.js';
 
@@ -15,10 +16,19 @@ export interface AgeSinkStats {
   chunks: number;
 }
 
+/** The reused output buffer does not grow past this by doubling (a bigger write gets its own size). */
+const MAX_REUSED_OUT = 4 * 1024 * 1024;
+
 export class AgeSink implements ByteSink {
   private prologue: Buffer | null;
   private readonly payloadKey: Buffer;
   private readonly chunk = Buffer.allocUnsafe(CHUNK_SIZE);
+  /**
+   * The ciphertext of a write, reused by the next one (a ByteSink's write has resolved, so the layer
+   * below is done with it): a fresh buffer per write was 1.6 GB of garbage for a 1.9 GB image backup,
+   * which V8 freed late (~40 MiB of its peak RSS).
+   */
+  private out = Buffer.alloc(0);
   private chunkLength = 0;
   private counter = 0;
   private ended = false;
@@ -81,7 +91,9 @@ export class AgeSink implements ByteSink {
   private takePrologue(extra: number): Buffer {
     const pro = this.prologue;
     this.prologue = null;
-    const out = Buffer.allocUnsafe((pro?.length ?? 0) + extra);
+    const n = (pro?.length ?? 0) + extra;
+    if (this.out.length < n) this.out = Buffer.allocUnsafe(Math.max(n, Math.min(2 * this.out.length, MAX_REUSED_OUT)));
+    const out = this.out.subarray(0, n);
     if (pro) pro.copy(out, 0);
     return out;
   }
@@ -98,6 +110,7 @@ export class AgeSink implements ByteSink {
     c.final();
     o += body.copy(out, o);
     o += c.getAuthTag().copy(out, o);
+    released(body.length); // node:crypto has no update-into: each chunk's ciphertext is a fresh buffer
     this.counter++;
     this.chunkLength = 0;
     return o;

@@ -8,11 +8,11 @@
  * own last four bytes.
  */
 import { createRequire } from 'node:module';
-import { Worker } from 'node:worker_threads';
 import type { ByteSink, RandomAccess } from '../types.js';
 import { CorruptStructureError, SnapferryError, type ErrorData } from '../../util/errors.js';
 import { checkWithin, expectField, MiB } from '../../util/bounded.js';
 import { ByteLru } from '../../util/lru.js';
+import { openChannel, type Channel } from '../../util/helper-thread.js';
 import {
   encodeSeekTable,
   MAX_FRAME_DECOMPRESSED_SIZE,
@@ -52,29 +52,28 @@ export interface ZstdSinkStats {
 }
 
 /**
- * The compressing worker, as source text: one zstd context (zstd-napi's binding, ZSTD_compress2),
- * frames in, frames out, in order. Frames travel through SharedArrayBuffer slots owned by the sink:
- * the worker compresses a slot's input straight into the slot's output and answers with the size,
- * so no frame is allocated, copied or collected on either side. (Compressor.compress allocated its
- * result and the result was copied for the transfer: 3 MiB of garbage per 1 MiB frame, which the
- * worker's isolate, seeing little JS allocation, collected late: ~40 MiB of a backup's RSS.)
- * Inline (eval) so that it runs the same under tsx, tap and the compiled build.
+ * The compressing job, run on the process's helper thread (util/helper-thread.ts) as source text:
+ * one zstd context (zstd-napi's binding, ZSTD_compress2), frames in, frames out, in order. Frames
+ * travel through SharedArrayBuffer slots owned by the sink: the thread compresses a slot's input
+ * straight into the slot's output and answers with the size, so no frame is allocated, copied or
+ * collected on either side. (Compressor.compress allocated its result and the result was copied for
+ * the transfer: 3 MiB of garbage per 1 MiB frame, which the worker's isolate, seeing little JS
+ * allocation, collected late: ~40 MiB of a backup's RSS.)
  */
-const WORKER_SOURCE = `
-const { parentPort, workerData } = require('node:worker_threads');
-const { CCtx, CParameter } = require(workerData.bindingPath);
+const COMPRESS_JOB = `
+const { CCtx, CParameter } = require(data.bindingPath);
 const cctx = new CCtx();
-cctx.setParameter(CParameter.compressionLevel, workerData.level);
+cctx.setParameter(CParameter.compressionLevel, data.level);
 cctx.setParameter(CParameter.checksumFlag, 1);
 cctx.setParameter(CParameter.contentSizeFlag, 1);
-parentPort.on('message', (m) => {
+return (m) => {
   try {
     const written = cctx.compress2(new Uint8Array(m.output), new Uint8Array(m.input, 0, m.length));
-    parentPort.postMessage({ seq: m.seq, written });
+    post({ seq: m.seq, written });
   } catch (e) {
-    parentPort.postMessage({ seq: m.seq, error: String(e && e.message || e) });
+    post({ seq: m.seq, error: String(e && e.message || e) });
   }
-});
+};
 `;
 
 /** A frame's place: its uncompressed bytes, and room for the largest frame zstd makes of them. */
@@ -89,12 +88,13 @@ interface Pending {
 }
 
 /**
- * One compressing thread per level, shared by every sink of the process (a backup writes its
- * archive and its index at once): each thread costs ~10 MiB of RSS, and one keeps a core busy.
+ * One compressing context per level, shared by every sink of the process (a backup writes its
+ * archive and its index at once), on the helper thread: compression keeps that thread busy, not
+ * the event loop.
  */
 class CompressWorker {
   private static readonly shared = new Map<number, CompressWorker>();
-  private readonly worker: Worker;
+  private readonly channel: Channel;
   private readonly pending = new Map<number, Pending>();
   private seq = 0;
   private dead: Error | null = null;
@@ -111,25 +111,25 @@ class CompressWorker {
   }
 
   private constructor(private readonly level: number) {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { bindingPath: require.resolve('zstd-napi/binding'), level } });
-    this.worker.unref();
-    this.worker.on('message', (m: { seq: number; written?: number; error?: string }) => {
-      const p = this.pending.get(m.seq);
-      if (!p) return;
-      this.pending.delete(m.seq);
-      if (this.pending.size === 0) this.worker.unref();
-      if (m.written !== undefined) p.resolve(m.written);
-      else p.reject(new SnapferryError('E_ZSTD_COMPRESS', `zstd compression failed: ${m.error}`));
-    });
-    const fail = (e: Error): void => {
-      this.dead = new SnapferryError('E_ZSTD_COMPRESS', `zstd worker stopped: ${e.message}`, {}, undefined, { cause: e });
-      for (const p of this.pending.values()) p.reject(this.dead);
-      this.pending.clear();
-    };
-    this.worker.on('error', fail);
-    this.worker.on('exit', (code) => {
-      if (this.pending.size > 0) fail(new Error(`exit code ${code}`));
-    });
+    this.channel = openChannel(
+      COMPRESS_JOB,
+      { bindingPath: require.resolve('zstd-napi/binding'), level },
+      (msg) => {
+        const m = msg as { seq: number; written?: number; error?: string };
+        const p = this.pending.get(m.seq);
+        if (!p) return;
+        this.pending.delete(m.seq);
+        if (this.pending.size === 0) this.channel.busy(false);
+        if (m.written !== undefined) p.resolve(m.written);
+        else p.reject(new SnapferryError('E_ZSTD_COMPRESS', `zstd compression failed: ${m.error}`));
+      },
+      (e) => {
+        this.dead = new SnapferryError('E_ZSTD_COMPRESS', `zstd worker stopped: ${e.message}`, {}, undefined, { cause: e });
+        if (CompressWorker.shared.get(this.level) === this) CompressWorker.shared.delete(this.level);
+        for (const p of this.pending.values()) p.reject(this.dead);
+        this.pending.clear();
+      },
+    );
   }
 
   /** Compresses the first `length` bytes of the slot's input into one frame in its output; resolves with the frame's size. */
@@ -138,16 +138,16 @@ class CompressWorker {
     const seq = this.seq++;
     return new Promise<number>((resolve, reject) => {
       this.pending.set(seq, { resolve, reject });
-      this.worker.ref();
-      this.worker.postMessage({ seq, input: slot.input, output: slot.output, length });
+      this.channel.busy(true);
+      this.channel.post({ seq, input: slot.input, output: slot.output, length });
     });
   }
 
-  /** Gives the thread up; the last user's release stops it. */
+  /** Gives the context up; the last user's release frees it. */
   async release(): Promise<void> {
     if (--this.users > 0) return;
     if (CompressWorker.shared.get(this.level) === this) CompressWorker.shared.delete(this.level);
-    await this.worker.terminate();
+    await this.channel.close();
   }
 }
 
