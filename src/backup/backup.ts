@@ -19,6 +19,7 @@ import { SnapferryError, toSnapferryError } from '../util/errors.js';
 import { archiveName, ensureRepository, indexName, newArchiveId, openBackupObjects, readManifest, recipientFingerprint, writeManifest, type BackupKind, type Manifest } from './repo.js';
 import { StateCursor, StateWriter, statePaths } from './state.js';
 import type { Selector } from './select.js';
+import { released } from '../util/reclaim.js';
 
 /** Bytes read from a file per request. */
 const READ_CHUNK = 1 << 20;
@@ -293,6 +294,8 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
           p.bytesRead += n;
           off += n;
           yield b;
+          // the tar writer has copied it on: a read's buffer is garbage now (util/reclaim.ts)
+          if (b.buffer !== zeros.buffer) released(b.length);
         }
       };
       async function* body(): AsyncIterable<Buffer> {
