@@ -10,6 +10,7 @@
  * tree paths (<disk>/<volume>/<path in the volume>); a path whose bytes are not UTF-8 carries them
  * in `pathB64` (and `path` holds a display form).
  */
+import { isUtf8 } from 'node:buffer';
 import { CorruptStructureError } from '../util/errors.js';
 import type { FileType, Stat } from '../fs/types.js';
 
@@ -53,10 +54,6 @@ export interface IndexEntry {
   data?: number;
   /** The entry could not be backed up (or only in part): why. */
   error?: { code: string; message: string };
-}
-
-function isUtf8(b: Buffer): boolean {
-  return Buffer.from(b.toString('utf8'), 'utf8').equals(b);
 }
 
 /** An entry's index line as far as its stat says (what it is, owner, times); where its bytes are is the writer's to add. */

@@ -17,6 +17,8 @@ export interface ArchiveSinkOptions {
   /** Uncompressed bytes per zstd frame (1 MiB): the unit a ranged read decompresses. */
   frameSize?: number;
   level?: number;
+  /** Frames being compressed or written at once (3); each holds ~2 frames of memory. */
+  framesInFlight?: number;
 }
 
 export interface ArchiveSinkStats {
@@ -35,7 +37,7 @@ export type ArchiveSink = ByteSink & { stats(): ArchiveSinkStats };
 
 export function openArchiveSink(inner: ByteSink, opts: ArchiveSinkOptions): ArchiveSink {
   const age = new AgeSink(inner, opts.recipients);
-  const zstd = new ZstdSeekableSink(age, { frameSize: opts.frameSize, level: opts.level });
+  const zstd = new ZstdSeekableSink(age, { frameSize: opts.frameSize, level: opts.level, framesInFlight: opts.framesInFlight });
   return {
     write: (chunk) => zstd.write(chunk),
     end: () => zstd.end(),

@@ -23,6 +23,7 @@ import { released } from '../util/reclaim.js';
 
 /** Bytes read from a file per request. */
 const READ_CHUNK = 1 << 20;
+const SLASH = Buffer.from('/');
 /**
  * Zeros for holes and for the rest of a file that failed mid-read: one buffer for the process, only
  * ever read (hashed and copied by the tar writer), never handed to anything that writes into it.
@@ -180,7 +181,7 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
     const record = async (e: IndexEntry): Promise<void> => {
       const line = encodeIndexLine(e);
       await index.write(line);
-      await state!.add(e);
+      await state!.addLine(line);
       p.entries++;
     };
 
@@ -325,7 +326,14 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
           z += n;
         }
       }
-      const at = await tar.add(entry, body());
+      // a file read whole by the prefetch (most files): its bytes go in as one buffer, no generators
+      const whole = !segments && first.length === size;
+      if (whole) hash.update(first);
+      const at = await tar.add(entry, whole ? first : body());
+      if (whole) {
+        p.bytesRead += size;
+        released(size);
+      }
       p.stored++;
       storedLogical += size;
       base.header = at.headerOffset;
@@ -368,7 +376,7 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       children.sort((a, b) => Buffer.compare(a.name, b.name));
       for (const c of children) {
         const childRel = rel === '' ? c.name.toString('utf8') : `${rel}/${c.name.toString('utf8')}`;
-        yield* jobs(volume, { kind: 'fs', volume, ino: c.ino }, Buffer.concat([pathBytes, Buffer.from('/'), c.name]), childRel, c.dir);
+        yield* jobs(volume, { kind: 'fs', volume, ino: c.ino }, Buffer.concat([pathBytes, SLASH, c.name]), childRel, c.dir);
       }
     }
 

@@ -99,7 +99,11 @@ export class StateWriter {
   }
 
   async add(v: IndexEntry | StateHeader): Promise<void> {
-    const b = encodeIndexLine(v as IndexEntry);
+    await this.addLine(encodeIndexLine(v as IndexEntry));
+  }
+
+  /** An entry already encoded (the backup writes the same line to the index). */
+  async addLine(b: Buffer): Promise<void> {
     this.buf.push(b);
     this.bytes += b.length;
     if (this.bytes >= 256 * 1024) await this.flush();

@@ -30,9 +30,13 @@ export interface DecodedHeader extends UstarFields {
 
 function writeOctal(block: Buffer, field: UstarField, value: number): void {
   const { offset, length } = USTAR_HEADER[field];
-  const digits = value.toString(8).padStart(length - 1, '0');
-  if (digits.length > length - 1 || value < 0 || !Number.isSafeInteger(value)) throw new RangeError(`ustar ${field} ${value} does not fit ${length - 1} octal digits`);
-  block.write(digits, offset, 'latin1');
+  if (value < 0 || !Number.isSafeInteger(value) || value >= 8 ** (length - 1)) throw new RangeError(`ustar ${field} ${value} does not fit ${length - 1} octal digits`);
+  // the digits, zero-padded, written from the right (one header per entry: no strings made)
+  let v = value;
+  for (let i = offset + length - 2; i >= offset; i--) {
+    block[i] = 0x30 + (v % 8);
+    v = Math.floor(v / 8);
+  }
   block[offset + length - 1] = 0;
 }
 

@@ -16,6 +16,7 @@
  */
 import { CorruptStructureError, type ErrorData } from '../../util/errors.js';
 import { MiB } from '../../util/bounded.js';
+import { isUtf8 } from 'node:buffer';
 
 export const PAX_KEY = {
   path: 'path',
@@ -63,17 +64,10 @@ function paxError(field: string, message: string, data: ErrorData = {}): Corrupt
   return new CorruptStructureError('E_TAR_PAX', `pax extended header.${field}: ${message}`, { structure: 'pax extended header', field, ...data });
 }
 
-/** True when `buf` is well-formed UTF-8 (what hdrcharset=BINARY must flag when false). */
+/** True when `buf` is well-formed UTF-8 (what hdrcharset=BINARY must flag when false): overlongs, surrogates and truncated sequences are not. */
 export function isValidUtf8(buf: Buffer): boolean {
-  // TextDecoder with fatal: true rejects overlongs, surrogates and truncated sequences.
-  try {
-    utf8Fatal.decode(buf);
-    return true;
-  } catch {
-    return false;
-  }
+  return isUtf8(buf);
 }
-const utf8Fatal = new TextDecoder('utf-8', { fatal: true });
 
 /** One record; the length counts itself, so it is found by iterating to the fixed point. */
 export function encodePaxRecord(key: string, value: Buffer | string): Buffer {

@@ -306,13 +306,23 @@ export class TarWriter {
 
   /** Copies exactly `expected` bytes; for sparse, each segment's bytes are padded to a block. */
   private async copyData(data: AsyncIterable<Buffer> | Buffer | undefined, expected: number, path: Buffer, segments?: SparseSegment[]): Promise<void> {
-    const shown = path.toString('latin1').slice(0, 200);
-    const wrong = (got: string): SnapferryError => writeError('E_TAR_SIZE', `${shown}: data delivered ${got} bytes, the entry declares ${expected}`, { path: shown, expected });
+    const wrong = (got: string): SnapferryError => {
+      const shown = path.toString('latin1').slice(0, 200);
+      return writeError('E_TAR_SIZE', `${shown}: data delivered ${got} bytes, the entry declares ${expected}`, { path: shown, expected });
+    };
     if (data === undefined) {
       if (expected !== 0) throw wrong('0');
       return;
     }
-    if (Buffer.isBuffer(data) && data.length !== expected) throw wrong(String(data.length));
+    if (Buffer.isBuffer(data)) {
+      if (data.length !== expected) throw wrong(String(data.length));
+      if (!segments) {
+        // the common case, a whole small file: no iteration
+        const p = this.stage(data);
+        if (p) await p;
+        return;
+      }
+    }
     // Segment boundaries within the delivered bytes (one boundary at `expected` when not sparse).
     const ends: number[] = [];
     let acc = 0;
@@ -329,32 +339,49 @@ export class TarWriter {
       while (p < chunk.length) {
         while (ends[seg]! === got) seg++;
         const take = Math.min(chunk.length - p, ends[seg]! - got);
-        await this.stage(p === 0 && take === chunk.length ? chunk : chunk.subarray(p, p + take));
+        const staged = this.stage(p === 0 && take === chunk.length ? chunk : chunk.subarray(p, p + take));
+        if (staged) await staged;
         p += take;
         got += take;
-        if (segments && got === ends[seg]) await this.pad(segments[seg]!.length);
+        if (segments && got === ends[seg]) {
+          const padded = this.pad(segments[seg]!.length);
+          if (padded) await padded;
+        }
       }
     }
     if (got !== expected) throw wrong(String(got));
   }
 
-  private async pad(n: number): Promise<void> {
+  /** Zeros up to the next block boundary after `n` bytes; a promise only when the staging buffer had to be written. */
+  private pad(n: number): Promise<void> | undefined {
     const rem = padToBlock(n) - n;
-    if (rem > 0) await this.stage(ZERO_BLOCK.subarray(0, rem));
+    if (rem === 0) return undefined;
+    if (rem <= STAGING_BYTES - this.staged) {
+      this.staging.fill(0, this.staged, this.staged + rem);
+      this.staged += rem;
+      this.offset += rem;
+      return this.staged === STAGING_BYTES ? this.flush() : undefined;
+    }
+    return this.stage(ZERO_BLOCK.subarray(0, rem));
   }
 
   /**
    * Appends bytes to the stream: copied into the staging buffer when they fit (the caller may
-   * reuse its chunk once we return), a large chunk written straight through after a flush.
+   * reuse its chunk once we return), a large chunk written straight through after a flush. A
+   * promise only when something had to be written (most calls just copy: no promise is made).
    */
-  private async stage(bytes: Buffer): Promise<void> {
-    this.offset += bytes.length;
+  private stage(bytes: Buffer): Promise<void> | undefined {
     if (bytes.length <= STAGING_BYTES - this.staged) {
+      this.offset += bytes.length;
       bytes.copy(this.staging, this.staged);
       this.staged += bytes.length;
-      if (this.staged === STAGING_BYTES) await this.flush();
-      return;
+      return this.staged === STAGING_BYTES ? this.flush() : undefined;
     }
+    return this.stageLarge(bytes);
+  }
+
+  private async stageLarge(bytes: Buffer): Promise<void> {
+    this.offset += bytes.length;
     await this.flush();
     if (bytes.length >= STAGING_BYTES / 2) {
       await this.sink.write(bytes);
