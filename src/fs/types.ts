@@ -53,6 +53,9 @@ export interface Stat {
   ext?: { flags: number; encrypted: boolean; casefolded: boolean; generation: number };
 }
 
+/** How much of a Stat to fill in: 'full' (the default) or only the POSIX fields. */
+export type StatDetail = 'full' | 'posix';
+
 export interface DirEntry {
   /** The name as the filesystem stores it, decoded (UTF-8 for ext, UTF-16 for NTFS). */
   name: string;
@@ -90,7 +93,13 @@ export interface FileSystem {
   readonly rootIno: number;
   /** The child named `name` of directory `dirIno` (NTFS: case-insensitive through $UpCase), or null. */
   lookup(dirIno: number, name: string): Promise<number | null>;
-  stat(ino: number): Promise<Stat>;
+  /**
+   * Everything the filesystem records of a node. With `'posix'` only the POSIX fields are promised
+   * (`ntfs` and `ext` may be left out): what a mount's or a backup's walk needs, without the lookups
+   * the rest can cost per file (NTFS: the owner's SID in $Secure, the stream names). The Stat is a
+   * new object each call: the caller may change it.
+   */
+  stat(ino: number, detail?: StatDetail): Promise<Stat>;
   /** Entries of a directory, streamed (no "." and ".."); large directories never built whole. */
   readdir(dirIno: number): AsyncIterable<DirEntry>;
   /** Bytes [offset, offset+length) of a file (or of a named NTFS stream), clipped at its end. */

@@ -163,7 +163,7 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
   };
 
   const attrOf = async (node: TreeNode): Promise<FuseAttr> => {
-    const st = await tree.stat(node);
+    const st = await tree.stat(node, 'posix');
     return {
       ino: st.ino,
       size: st.size,
@@ -373,7 +373,7 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
       }
       for (;;) {
         // a batch of entries that fit, stat'ed together when plus
-        const batch: { e: TreeEntry; name: Buffer }[] = [];
+        const batch: { e: TreeEntry; name: Buffer | string; length: number }[] = [];
         let room = out.length - used;
         while (batch.length < STAT_AHEAD) {
           let e = d.held;
@@ -383,15 +383,15 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
             if (n.done) break;
             e = n.value;
           }
-          const name = Buffer.from(e.name, 'utf8');
-          const rawName = e.rawName ?? name;
-          const need = recSize(rawName.length);
+          const name = e.rawName ?? e.name;
+          const length = typeof name === 'string' ? Buffer.byteLength(name) : name.length;
+          const need = recSize(length);
           if (need > room) {
             d.held = e;
             break;
           }
           room -= need;
-          batch.push({ e, name: rawName });
+          batch.push({ e, name, length });
         }
         if (batch.length === 0) return out.subarray(0, used);
         const attrs = plus ? await Promise.all(batch.map((b) => attrOf(b.e.node).catch(() => null))) : [];
@@ -405,7 +405,7 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
             writeEntryOut(out, used, a ? id : 0, ATTR_VALID_S, a);
             used += fuse_entry_out.SIZE;
           }
-          used += writeDirent(out, used, id, d.next - 1, S_IF[b.e.type] >> 12, b.name);
+          used += writeDirent(out, used, id, d.next - 1, S_IF[b.e.type] >> 12, b.name, b.length);
         }
         if (d.held) return out.subarray(0, used);
       }

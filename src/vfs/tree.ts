@@ -20,7 +20,7 @@ import { openDisk, type OpenDiskOptions } from '../disk/open.js';
 import type { Disk } from '../disk/types.js';
 import { readVolumes, type Volume, type VolumeTable } from '../volume/index.js';
 import { openFilesystem } from '../fs/open.js';
-import type { FileSystem, FileType, FsInfo, Stat } from '../fs/types.js';
+import type { FileSystem, FileType, FsInfo, Stat, StatDetail } from '../fs/types.js';
 import { S_IF } from '../fs/types.js';
 import { ExitCode, SnapferryError, toSnapferryError } from '../util/errors.js';
 import { PathNotFoundError, NotADirectoryError, MAX_PATH_COMPONENTS } from '../fs/path.js';
@@ -334,10 +334,14 @@ export class VmTree {
     return ino === 0 ? null : { kind: 'fs', volume: volume as TreeVolume & { fs: FileSystem }, ino };
   }
 
-  async stat(node: TreeNode): Promise<TreeStat> {
+  /** A node's Stat with the tree's inode number; `detail` as FileSystem.stat takes it. */
+  async stat(node: TreeNode, detail?: StatDetail): Promise<TreeStat> {
     if (node.kind === 'fs') {
-      const st = await node.volume.fs.stat(node.ino);
-      return { ...st, ino: this.ino(node), fsIno: node.ino };
+      const st: TreeStat = await node.volume.fs.stat(node.ino, detail);
+      // the filesystem's Stat is ours to change (a fresh object per call): no copy per entry of a walk
+      st.fsIno = node.ino;
+      st.ino = this.ino(node);
+      return st;
     }
     const t = this.openedAt;
     const base = { uid: 0, gid: 0, atimeNs: t, mtimeNs: t, ctimeNs: t, ino: this.ino(node) };

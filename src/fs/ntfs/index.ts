@@ -23,6 +23,8 @@ export const I30 = '$I30';
 /** Deeper than any real B+tree (a 2^32-entry directory with 4 KiB nodes is < 10 levels). */
 export const MAX_INDEX_DEPTH = 32;
 export const MAX_INDEX_BLOCK_SIZE = 64 * KiB;
+/** Bytes of consecutive INDX blocks a listing reads at once. */
+export const INDEX_READ_BYTES = 256 * KiB;
 
 export interface IndexEntry {
   record: number;
@@ -118,25 +120,62 @@ export class DirectoryIndex {
     if (!this.alloc) throw new CorruptStructureError('E_NTFS_INDEX', `${where}: the directory has no $INDEX_ALLOCATION`, { structure: 'INDEX_BLOCK', record: this.inode.recordNo, value: vcn });
     const off = vcn * this.vcnSize;
     if (!Number.isSafeInteger(off) || off + this.blockSize > this.alloc.size) throw new CorruptStructureError('E_NTFS_INDEX', `${where}: outside the ${this.alloc.size}-byte $INDEX_ALLOCATION`, { structure: 'INDEX_BLOCK', record: this.inode.recordNo, value: vcn, limit: this.alloc.size });
-    const buf = await this.alloc.read(off, this.blockSize);
-    applyFixups(buf, 'INDX', where, { record: this.inode.recordNo, vcn });
-    const stored = buf.readBigInt64LE(INDEX_BLOCK.index_block_vcn);
-    if (stored !== BigInt(vcn)) throw new CorruptStructureError('E_NTFS_INDEX', `${where}: INDEX_BLOCK.index_block_vcn is ${stored}`, { structure: 'INDEX_BLOCK', field: 'index_block_vcn', record: this.inode.recordNo, value: Number(stored), expected: vcn });
-    const node = parseIndexNode(buf, INDEX_BLOCK.index, where);
+    const node = this.parseBlock(await this.alloc.read(off, this.blockSize), vcn);
     this.blockCache.set(key, node);
     return node;
   }
 
-  /** Every entry: the root's, then each allocated block's in VCN order (ntfs_readdir's order). */
+  /** An INDX block read from disk (modified in place by the fixups), checked and parsed. */
+  private parseBlock(buf: Buffer, vcn: number): Node {
+    const where = `${this.where} INDX block at VCN ${vcn}`;
+    applyFixups(buf, 'INDX', where, { record: this.inode.recordNo, vcn });
+    const stored = buf.readBigInt64LE(INDEX_BLOCK.index_block_vcn);
+    if (stored !== BigInt(vcn)) throw new CorruptStructureError('E_NTFS_INDEX', `${where}: INDEX_BLOCK.index_block_vcn is ${stored}`, { structure: 'INDEX_BLOCK', field: 'index_block_vcn', record: this.inode.recordNo, value: Number(stored), expected: vcn });
+    return parseIndexNode(buf, INDEX_BLOCK.index, where);
+  }
+
+  /**
+   * Every entry: the root's, then each allocated block's in VCN order (ntfs_readdir's order).
+   * Consecutive allocated blocks are read together, up to INDEX_READ_BYTES at a time (a directory's
+   * blocks mostly lie in one run: one read instead of one per 4 KiB block). A listing reads each
+   * block once, so it leaves the block cache to lookups: it uses the blocks cached there and adds
+   * none (a walk would otherwise fill it with nodes nobody asks for again, the kernel having the
+   * names).
+   */
   async *entries(): AsyncGenerator<IndexEntry> {
     for (const e of this.root.entries) if (e) yield e;
     if (!this.alloc) return;
-    const blocks = Math.floor(this.alloc.size / this.blockSize);
+    const bs = this.blockSize;
+    const blocks = Math.floor(this.alloc.size / bs);
     const bits = this.bitmap ? await this.bitmap.read(0, Math.ceil(blocks / 8)) : null;
-    for (let i = 0; i < blocks; i++) {
-      if (bits && !(bits[i >> 3]! & (1 << (i & 7)))) continue;
-      const node = await this.block((i * this.blockSize) / this.vcnSize);
-      for (const e of node.entries) if (e) yield e;
+    const allocated = (i: number): boolean => !bits || (bits[i >> 3]! & (1 << (i & 7))) !== 0;
+    const perRead = Math.max(1, Math.floor(INDEX_READ_BYTES / bs));
+    const cached = (i: number): Node | undefined => this.blockCache.get(`${this.inode.recordNo}:${(i * bs) / this.vcnSize}`);
+    for (let i = 0; i < blocks; ) {
+      if (!allocated(i)) {
+        i++;
+        continue;
+      }
+      const hit = cached(i);
+      if (hit) {
+        for (const e of hit.entries) if (e) yield e;
+        i++;
+        continue;
+      }
+      let j = i + 1;
+      while (j < blocks && j - i < perRead && allocated(j) && !cached(j)) j++;
+      let bytes: Buffer | null = null;
+      try {
+        bytes = await this.alloc.read(i * bs, (j - i) * bs);
+      } catch {
+        // block by block instead: the entries before a damaged block are still listed
+      }
+      for (let k = i; k < j; k++) {
+        const vcn = (k * bs) / this.vcnSize;
+        const node = bytes ? this.parseBlock(bytes.subarray((k - i) * bs, (k - i + 1) * bs), vcn) : await this.block(vcn);
+        for (const e of node.entries) if (e) yield e;
+      }
+      i = j;
     }
   }
 

@@ -9,7 +9,7 @@
 import { CorruptStructureError, SnapferryError, UnsupportedError, ExitCode } from '../../util/errors.js';
 import { checkBound, MiB, KiB } from '../../util/bounded.js';
 import { ByteLru } from '../../util/lru.js';
-import { S_IF, type DirEntry, type FileExtent, type FileSystem, type FileType, type FsInfo, type Stat, type VolumeSource } from '../types.js';
+import { S_IF, type DirEntry, type FileExtent, type FileSystem, type FileType, type FsInfo, type Stat, type StatDetail, type VolumeSource } from '../types.js';
 import { parseBootSector, type NtfsGeometry } from './boot.js';
 import { Mft, Inode, DEFAULT_CACHE_BYTES } from './mft.js';
 import type { AttrStream } from './attribute.js';
@@ -48,7 +48,8 @@ const MAX_REPARSE_BYTES = 16 * KiB + 24;
 /** Largest named stream getxattr returns whole (Linux caps xattr values at 64 KiB; ntfs-3g reads streams whole). */
 export const MAX_XATTR_BYTES = 64 * MiB;
 
-interface Kind {
+/** What ntfs-3g makes of a file (see kind()), kept on its Inode. */
+export interface InodeKind {
   type: FileType;
   target?: string;
   rdev?: number;
@@ -69,12 +70,8 @@ function makedev(major: number, minor: number): number {
 
 export class NtfsFileSystem implements FileSystem {
   readonly rootIno = FILE_root;
-  private readonly kinds = new WeakMap<Inode, Kind>();
   /** Owner SID by security_id (ownerSidOf): stat of every file would otherwise search $SII each time. */
   private readonly ownerSids = new Map<number, string | undefined>();
-  private readonly indexes = new WeakMap<Inode, DirectoryIndex>();
-  /** Decompressing readers of WOF files (each with its small chunk cache), while their record is cached. */
-  private readonly wofReaders = new WeakMap<Inode, WofReader>();
   private readonly mountPoint: string;
 
   private constructor(
@@ -146,11 +143,11 @@ export class NtfsFileSystem implements FileSystem {
   }
 
   private index(inode: Inode): DirectoryIndex {
-    let ix = this.indexes.get(inode);
+    let ix = inode.index;
     if (!ix) {
       if (!inode.isDirectory) throw new NtfsFsError('E_NTFS_NOT_DIR', `MFT record ${inode.recordNo} is not a directory`, { record: inode.recordNo });
       ix = new DirectoryIndex(inode, this.geometry, this.upcase, this.blockCache);
-      this.indexes.set(inode, ix);
+      inode.index = ix;
     }
     return ix;
   }
@@ -180,10 +177,10 @@ export class NtfsFileSystem implements FileSystem {
   };
 
   /** What ntfs-3g makes of a file (ntfs_fuse_getstat): reparse point, directory, Interix special file, or file. */
-  private async kind(inode: Inode): Promise<Kind> {
-    const cached = this.kinds.get(inode);
+  private async kind(inode: Inode): Promise<InodeKind> {
+    const cached = inode.kind;
     if (cached) return cached;
-    let k: Kind = { type: 'file' };
+    let k: InodeKind = { type: 'file' };
     const attrs = inode.si.fileAttributes;
     if (attrs & FILE_ATTR.REPARSE_POINT) {
       const rp = inode.stream(AT.REPARSE_POINT);
@@ -217,7 +214,7 @@ export class NtfsFileSystem implements FileSystem {
         }
       }
     }
-    this.kinds.set(inode, k);
+    inode.kind = k;
     return k;
   }
 
@@ -230,9 +227,9 @@ export class NtfsFileSystem implements FileSystem {
     return e ? e.record : null;
   }
 
-  async stat(ino: number): Promise<Stat> {
+  async stat(ino: number, detail: StatDetail = 'full'): Promise<Stat> {
     const inode = await this.mft.inode(ino);
-    const k = await this.kind(inode);
+    const k = inode.kind ?? (await this.kind(inode));
     const si = inode.si;
     const data = inode.stream(AT.DATA);
     let size = 0;
@@ -275,18 +272,19 @@ export class NtfsFileSystem implements FileSystem {
       mtimeNs: si.dataChangeNs,
       ctimeNs: si.mftChangeNs,
       birthtimeNs: si.creationNs,
-      ntfs: {
-        dosAttributes: si.fileAttributes,
-        encrypted: (si.fileAttributes & FILE_ATTR.ENCRYPTED) !== 0 || (data?.encrypted ?? false),
-        compressed: (si.fileAttributes & FILE_ATTR.COMPRESSED) !== 0 || (data?.compressed ?? false),
-        sparse: (si.fileAttributes & FILE_ATTR.SPARSE_FILE) !== 0 || (data?.sparse ?? false),
-        streams: inode.dataStreamNames(),
-      },
     };
     if (k.rdev !== undefined) st.rdev = k.rdev;
-    if (k.reparseTag !== undefined) st.ntfs!.reparseTag = k.reparseTag;
+    if (detail === 'posix') return st;
+    st.ntfs = {
+      dosAttributes: si.fileAttributes,
+      encrypted: (si.fileAttributes & FILE_ATTR.ENCRYPTED) !== 0 || (data?.encrypted ?? false),
+      compressed: (si.fileAttributes & FILE_ATTR.COMPRESSED) !== 0 || (data?.compressed ?? false),
+      sparse: (si.fileAttributes & FILE_ATTR.SPARSE_FILE) !== 0 || (data?.sparse ?? false),
+      streams: inode.dataStreamNames(),
+    };
+    if (k.reparseTag !== undefined) st.ntfs.reparseTag = k.reparseTag;
     const sid = await ownerSidOf(inode, this.mft, this.upcase, this.ownerSids).catch(() => undefined);
-    if (sid) st.ntfs!.ownerSid = sid;
+    if (sid) st.ntfs.ownerSid = sid;
     return st;
   }
 
@@ -300,7 +298,8 @@ export class NtfsFileSystem implements FileSystem {
       if (fa & (FILE_ATTR.REPARSE_POINT | FILE_ATTR.SYSTEM)) {
         // Only these can be something else; their record says what.
         try {
-          type = (await this.kind(await this.mft.inode(e.record))).type;
+          const child = await this.mft.inode(e.record);
+          type = (child.kind ?? (await this.kind(child))).type;
         } catch {
           /* a broken child is reported by its own stat, not by the listing */
         }
@@ -325,7 +324,7 @@ export class NtfsFileSystem implements FileSystem {
 
   /** The decompressing reader of a WOF file; E_NTFS_WOF when its provider, version or algorithm is unknown or its WofCompressedData stream is missing. */
   private async wofReader(inode: Inode): Promise<WofReader> {
-    const cached = this.wofReaders.get(inode);
+    const cached = inode.wof;
     if (cached) return cached;
     const rp = inode.stream(AT.REPARSE_POINT);
     const format = parseWofReparse(rp ? await rp.read(0, Math.min(rp.size, MAX_REPARSE_BYTES)) : Buffer.alloc(0), inode.recordNo);
@@ -335,7 +334,7 @@ export class NtfsFileSystem implements FileSystem {
     }
     if (stored.encrypted) throw new UnsupportedError('E_NTFS_ENCRYPTED', `MFT record ${inode.recordNo}: its ${WOF_COMPRESSED_DATA_STREAM} stream is EFS-encrypted`, { record: inode.recordNo });
     const reader = new WofReader(inode.recordNo, format, inode.stream(AT.DATA)?.size ?? 0, stored);
-    this.wofReaders.set(inode, reader);
+    inode.wof = reader;
     return reader;
   }
 

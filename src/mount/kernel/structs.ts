@@ -137,10 +137,15 @@ function splitNs(ns: bigint): [bigint, number] {
   }
   return [BigInt.asUintN(64, s), Number(n)];
 }
+/** A u64 from a non-negative safe integer, without a BigInt (a READDIRPLUS reply writes ~10 per entry). */
+export function writeU64(b: Buffer, o: number, n: number): void {
+  b.writeUInt32LE(n % 0x100000000, o);
+  b.writeUInt32LE(Math.floor(n / 0x100000000), o + 4);
+}
 export function writeAttr(b: Buffer, o: number, a: FuseAttr): void {
-  b.writeBigUInt64LE(BigInt(a.ino), o);
-  b.writeBigUInt64LE(BigInt(a.size), o + 8);
-  b.writeBigUInt64LE(BigInt(a.blocks), o + 16);
+  writeU64(b, o, a.ino);
+  writeU64(b, o + 8, a.size);
+  writeU64(b, o + 16, a.blocks);
   const [as, an] = splitNs(a.atimeNs);
   const [ms, mn] = splitNs(a.mtimeNs);
   const [cs, cn] = splitNs(a.ctimeNs);
@@ -163,17 +168,16 @@ export function writeAttr(b: Buffer, o: number, a: FuseAttr): void {
 export const fuse_entry_out = { SIZE: 128 } as const;
 export function writeEntryOut(b: Buffer, o: number, nodeid: number, validSeconds: number, a: FuseAttr | null): void {
   b.fill(0, o, o + fuse_entry_out.SIZE);
-  b.writeBigUInt64LE(BigInt(nodeid), o);
-  b.writeBigUInt64LE(0n, o + 8);
-  b.writeBigUInt64LE(BigInt(validSeconds), o + 16);
-  b.writeBigUInt64LE(BigInt(validSeconds), o + 24);
+  writeU64(b, o, nodeid);
+  writeU64(b, o + 16, validSeconds);
+  writeU64(b, o + 24, validSeconds);
   if (a) writeAttr(b, o + 40, a);
 }
 
 /** struct fuse_attr_out (104 bytes): attr_valid (u64), attr_valid_nsec dummy (u32), fuse_attr. */
 export const fuse_attr_out = { SIZE: 104 } as const;
 export function writeAttrOut(b: Buffer, o: number, validSeconds: number, a: FuseAttr): void {
-  b.writeBigUInt64LE(BigInt(validSeconds), o);
+  writeU64(b, o, validSeconds);
   b.writeUInt32LE(0, o + 8);
   b.writeUInt32LE(0, o + 12);
   writeAttr(b, o + 16, a);
@@ -256,14 +260,16 @@ export const FUSE_NAME_OFFSET_DIRENTPLUS = fuse_entry_out.SIZE + FUSE_NAME_OFFSE
 export function direntAlign(n: number): number {
   return (n + 7) & ~7;
 }
-export function writeDirent(b: Buffer, o: number, ino: number, off: number, type: number, name: Buffer): number {
-  b.writeBigUInt64LE(BigInt(ino), o);
-  b.writeBigUInt64LE(BigInt(off), o + 8);
-  b.writeUInt32LE(name.length, o + 16);
+/** Writes one fuse_dirent; `name` is bytes, or a string written as UTF-8 (`nameLength` bytes long, which the caller has measured to check the room). Returns its padded length. */
+export function writeDirent(b: Buffer, o: number, ino: number, off: number, type: number, name: Buffer | string, nameLength = typeof name === 'string' ? Buffer.byteLength(name) : name.length): number {
+  writeU64(b, o, ino);
+  writeU64(b, o + 8, off);
+  b.writeUInt32LE(nameLength, o + 16);
   b.writeUInt32LE(type, o + 20);
-  name.copy(b, o + FUSE_NAME_OFFSET);
-  const end = direntAlign(FUSE_NAME_OFFSET + name.length);
-  b.fill(0, o + FUSE_NAME_OFFSET + name.length, o + end);
+  if (typeof name === 'string') b.write(name, o + FUSE_NAME_OFFSET, nameLength, 'utf8');
+  else name.copy(b, o + FUSE_NAME_OFFSET);
+  const end = direntAlign(FUSE_NAME_OFFSET + nameLength);
+  b.fill(0, o + FUSE_NAME_OFFSET + nameLength, o + end);
   return end;
 }
 
