@@ -129,18 +129,22 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
   let nextFh = 1;
   const errorCounts = new Map<string, number>();
   const logged = new Set<string>();
-  const names = new Map<number, { parent: number; name: string }>();
-
+  // Two generations of names: when the young one is full it becomes the old one and the old one is
+  // dropped. A walk remembers every entry it lists, so this must cost no more than a Map.set.
+  let names = new Map<number, { parent: number; name: string }>();
+  let oldNames = new Map<number, { parent: number; name: string }>();
   const remember = (parent: number, name: string, id: number): void => {
-    if (names.has(id)) return;
-    if (names.size >= MAX_REMEMBERED_NAMES) names.delete(names.keys().next().value!);
+    if (names.size >= MAX_REMEMBERED_NAMES / 2) {
+      oldNames = names;
+      names = new Map();
+    }
     names.set(id, { parent, name });
   };
   /** The path of a node for a log line, as far as the names seen tell it. */
   const pathOf = (id: number): string => {
     const parts: string[] = [];
     for (let cur = id, n = 0; cur !== 1 && n < 4096; n++) {
-      const e = names.get(cur);
+      const e = names.get(cur) ?? oldNames.get(cur);
       if (!e) return `(inode ${cur})/${parts.reverse().join('/')}`;
       parts.push(e.name);
       cur = e.parent;

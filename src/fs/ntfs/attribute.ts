@@ -7,10 +7,10 @@
  * (per compression unit) and past initialized_size (zeros).
  */
 import { CorruptStructureError, UnsupportedError } from '../../util/errors.js';
-import { checkBound, readI64, MiB } from '../../util/bounded.js';
+import { checkBound, MiB } from '../../util/bounded.js';
 import type { FileExtent, VolumeSource } from '../types.js';
 import type { NtfsGeometry } from './boot.js';
-import { ATTR_RECORD, ATTR_END, ATTR_COMPRESSION_MASK, ATTR_IS_ENCRYPTED, ATTR_IS_SPARSE } from './structs.js';
+import { ATTR_RECORD, ATTR_END, ATTR_COMPRESSION_MASK, ATTR_IS_ENCRYPTED, ATTR_IS_SPARSE, readI64Fast } from './structs.js';
 import { decodeRunlist, findRun, MAX_RUNS_PER_STREAM, type Run } from './runlist.js';
 import { decompressLznt1 } from './lznt1.js';
 
@@ -53,42 +53,42 @@ export function parseAttributes(rec: Buffer, attrsOffset: number, bytesInUse: nu
     if (pos + A.RESIDENT_SIZE > bytesInUse) throw bad(`attribute at ${pos} has no room for its header`, { field: 'length', value: pos });
     const length = rec.readUInt32LE(pos + A.length);
     if (length < A.RESIDENT_SIZE || length % 8 !== 0 || pos + length > bytesInUse) throw bad(`attribute 0x${type.toString(16)} at ${pos} has length ${length} (must be 8-aligned, >= ${A.RESIDENT_SIZE}, within ${bytesInUse - pos})`, { field: 'length', value: length, limit: bytesInUse - pos });
-    const a = rec.subarray(pos, pos + length);
-    const nonResident = a.readUInt8(A.non_resident);
-    const nameLength = a.readUInt8(A.name_length);
-    const nameOffset = a.readUInt16LE(A.name_offset);
+    // fields read at pos + offset (no Buffer view per attribute: a walk parses every record)
+    const nonResident = rec.readUInt8(pos + A.non_resident);
+    const nameLength = rec.readUInt8(pos + A.name_length);
+    const nameOffset = rec.readUInt16LE(pos + A.name_offset);
     if (nameLength && nameOffset + nameLength * 2 > length) throw bad(`attribute 0x${type.toString(16)} name (${nameLength} units at ${nameOffset}) runs past its ${length} bytes`, { field: 'name_length', value: nameLength });
-    const name = nameLength ? a.toString('utf16le', nameOffset, nameOffset + nameLength * 2) : '';
-    const flags = a.readUInt16LE(A.flags);
-    const instance = a.readUInt16LE(A.instance);
+    const name = nameLength ? rec.toString('utf16le', pos + nameOffset, pos + nameOffset + nameLength * 2) : '';
+    const flags = rec.readUInt16LE(pos + A.flags);
+    const instance = rec.readUInt16LE(pos + A.instance);
     if (nonResident === 0) {
-      const valueLength = a.readUInt32LE(A.value_length);
-      const valueOffset = a.readUInt16LE(A.value_offset);
+      const valueLength = rec.readUInt32LE(pos + A.value_length);
+      const valueOffset = rec.readUInt16LE(pos + A.value_offset);
       if (valueOffset + valueLength > length) throw bad(`resident attribute 0x${type.toString(16)} value (${valueLength} bytes at ${valueOffset}) runs past its ${length} bytes`, { field: 'value_length', value: valueLength, limit: length - valueOffset });
-      const value = Buffer.from(a.subarray(valueOffset, valueOffset + valueLength));
+      const value = Buffer.from(rec.subarray(pos + valueOffset, pos + valueOffset + valueLength));
       out.push({ type, name, flags, instance, record: recordNo, resident: true, value, lowestVcn: 0, highestVcn: -1, runs: [], allocatedSize: valueLength, dataSize: valueLength, initializedSize: valueLength, compressionUnit: 0 });
     } else {
       if (length < A.NON_RESIDENT_SIZE) throw bad(`non-resident attribute 0x${type.toString(16)} is ${length} bytes, less than its ${A.NON_RESIDENT_SIZE}-byte header`, { field: 'length', value: length });
-      const lowestVcn = readI64(a, A.lowest_vcn, 'ATTR_RECORD', 'lowest_vcn');
-      const highestVcn = readI64(a, A.highest_vcn, 'ATTR_RECORD', 'highest_vcn');
+      const lowestVcn = readI64Fast(rec, pos + A.lowest_vcn, 'ATTR_RECORD', 'lowest_vcn');
+      const highestVcn = readI64Fast(rec, pos + A.highest_vcn, 'ATTR_RECORD', 'highest_vcn');
       if (lowestVcn < 0 || highestVcn < lowestVcn - 1 || highestVcn >= geo.totalClusters * 64) throw bad(`attribute 0x${type.toString(16)} VCN range ${lowestVcn}..${highestVcn} is not sane`, { field: 'highest_vcn', value: highestVcn });
-      const mpOffset = a.readUInt16LE(A.mapping_pairs_offset);
+      const mpOffset = rec.readUInt16LE(pos + A.mapping_pairs_offset);
       if (mpOffset < A.NON_RESIDENT_SIZE || mpOffset > length) throw bad(`attribute 0x${type.toString(16)} mapping_pairs_offset ${mpOffset} is outside [${A.NON_RESIDENT_SIZE}, ${length}]`, { field: 'mapping_pairs_offset', value: mpOffset });
-      const compressionUnit = a.readUInt8(A.compression_unit);
+      const compressionUnit = rec.readUInt8(pos + A.compression_unit);
       const ext: AttrExtent = {
         type, name, flags, instance, record: recordNo, resident: false, lowestVcn, highestVcn,
-        runs: decodeRunlist(a, mpOffset, length, lowestVcn, highestVcn, geo.totalClusters, `${where} attribute 0x${type.toString(16)}${name ? ` '${name}'` : ''}`),
+        runs: decodeRunlist(rec, pos + mpOffset, pos + length, lowestVcn, highestVcn, geo.totalClusters, `${where} attribute 0x${type.toString(16)}${name ? ` '${name}'` : ''}`),
         allocatedSize: 0, dataSize: 0, initializedSize: 0, compressionUnit,
       };
       if (lowestVcn === 0) {
         // Sizes are only meaningful in the first extent.
-        ext.allocatedSize = readI64(a, A.allocated_size, 'ATTR_RECORD', 'allocated_size');
-        ext.dataSize = readI64(a, A.data_size, 'ATTR_RECORD', 'data_size');
-        ext.initializedSize = readI64(a, A.initialized_size, 'ATTR_RECORD', 'initialized_size');
+        ext.allocatedSize = readI64Fast(rec, pos + A.allocated_size, 'ATTR_RECORD', 'allocated_size');
+        ext.dataSize = readI64Fast(rec, pos + A.data_size, 'ATTR_RECORD', 'data_size');
+        ext.initializedSize = readI64Fast(rec, pos + A.initialized_size, 'ATTR_RECORD', 'initialized_size');
         if (ext.allocatedSize < 0 || ext.dataSize < 0 || ext.initializedSize < 0 || ext.allocatedSize > geo.totalClusters * geo.clusterSize * 64) {
           throw bad(`attribute 0x${type.toString(16)} sizes allocated ${ext.allocatedSize} / data ${ext.dataSize} / initialized ${ext.initializedSize} are not sane`, { field: 'data_size', value: ext.dataSize });
         }
-        if ((flags & (ATTR_COMPRESSION_MASK | ATTR_IS_SPARSE)) && mpOffset >= A.NON_RESIDENT_SIZE + 8) ext.compressedSize = readI64(a, A.compressed_size, 'ATTR_RECORD', 'compressed_size');
+        if ((flags & (ATTR_COMPRESSION_MASK | ATTR_IS_SPARSE)) && mpOffset >= A.NON_RESIDENT_SIZE + 8) ext.compressedSize = readI64Fast(rec, pos + A.compressed_size, 'ATTR_RECORD', 'compressed_size');
       }
       out.push(ext);
     }
@@ -173,11 +173,31 @@ export class AttrStream {
     const end = Math.min(this.size, offset + length);
     if (end <= offset) return Buffer.alloc(0);
     if (this.resident) return Buffer.from(this.value!.subarray(offset, end));
-    if (this.encrypted) throw new UnsupportedError('E_NTFS_ENCRYPTED', `${this.where}: EFS-encrypted data cannot be read without the user's key`, { where: this.where });
-    const out = Buffer.alloc(end - offset);
-    if (this.unitClusters) await this.readCompressed(out, offset);
-    else await this.readPlain(out, offset, Math.min(end, this.initializedSize));
+    // not zeroed: readInto writes every byte (holes and the part past initialized_size as zeros)
+    const out = Buffer.allocUnsafe(end - offset);
+    await this.readInto(out, offset);
     return out;
+  }
+
+  /**
+   * Fills `out` with bytes [offset, offset+out.length), which must lie within the stream (not
+   * clipped: a caller that reuses its buffers knows the size it wants). Every byte of `out` is
+   * written, so it may hold anything before.
+   */
+  async readInto(out: Buffer, offset: number): Promise<void> {
+    const end = offset + out.length;
+    if (!Number.isSafeInteger(offset) || offset < 0 || end > this.size) throw new CorruptStructureError('E_NTFS_READ', `${this.where}: range ${offset}+${out.length} is outside its ${this.size} bytes`, { where: this.where, value: offset, limit: this.size });
+    if (out.length === 0) return;
+    if (this.resident) {
+      this.value!.copy(out, 0, offset, end);
+      return;
+    }
+    if (this.encrypted) throw new UnsupportedError('E_NTFS_ENCRYPTED', `${this.where}: EFS-encrypted data cannot be read without the user's key`, { where: this.where });
+    if (this.unitClusters) return this.readCompressed(out, offset);
+    const dataEnd = Math.min(end, this.initializedSize);
+    await this.readPlain(out, offset, dataEnd);
+    // past initialized_size the file reads as zeros whatever the clusters hold
+    if (dataEnd < end) out.fill(0, Math.max(0, dataEnd - offset));
   }
 
   /** Bytes through the runlist alone, ignoring data_size: only for $MFT's bootstrap, before all its runs are known. */
@@ -187,7 +207,7 @@ export class AttrStream {
     return out;
   }
 
-  /** Copies mapped clusters into out (which starts at byte `offset`), up to `dataEnd`; the rest stays zero. */
+  /** Copies mapped clusters into out (which starts at byte `offset`) up to `dataEnd`, zeros for sparse runs; out past `dataEnd` is left as it is. */
   private async readPlain(out: Buffer, offset: number, dataEnd: number): Promise<void> {
     const cs = this.geo.clusterSize;
     let pos = offset;
@@ -199,7 +219,7 @@ export class AttrStream {
       if (run.lcn !== null) {
         const phys = run.lcn * cs + (pos - run.vcn * cs);
         await this.volume.readInto(out.subarray(pos - offset, runEnd - offset), phys);
-      }
+      } else out.fill(0, pos - offset, runEnd - offset);
       pos = runEnd;
     }
   }

@@ -162,13 +162,24 @@ export class Inode {
  * bench/mount.sh's 50,110-file volume a walk made 972 reads of 64 KiB blocks, ~250 of 256 KiB.
  */
 export const MFT_READ_BLOCK = 256 * KiB;
-/** Raw MFT blocks kept (before fixups; each record is copied out before it is fixed up). */
-export const MFT_BLOCK_CACHE_BYTES = 4 * MiB;
+/**
+ * Raw MFT blocks (before fixups; each record is copied out before it is fixed up) get this share of
+ * the MFT's cache budget, parsed inodes the rest. A directory's files can be spread over many
+ * blocks (bench/mount.sh's volume, filled by ntfs-3g: a directory of 225 files over ~10 blocks of
+ * 256 KiB, shared with its siblings): with 4 MiB of blocks a walk read its 50 MiB MFT 3.7 times over
+ * (725 reads), with 12 MiB once (~220 reads). Parsed inodes matter less: a walk's stat does not
+ * keep them (inode()).
+ */
+export const MFT_BLOCK_SHARE = 0.5;
 
 export class Mft {
   private readonly cache: ByteLru<number, Inode>;
-  private readonly blocks = new ByteLru<number, Buffer>(MFT_BLOCK_CACHE_BYTES, (b) => b.length);
-  private readonly loading = new Map<number, Promise<Buffer>>();
+  /** Cached MFT blocks by number, least recently used first; at most maxBlocks. */
+  private readonly blocks = new Map<number, Buffer>();
+  private readonly maxBlocks: number;
+  /** Buffers of evicted blocks, to read the next blocks into. */
+  private readonly freeBlocks: Buffer[] = [];
+  private readonly loading = new Map<number, Promise<boolean>>();
   readonly recordCount: number;
 
   private constructor(
@@ -180,7 +191,8 @@ export class Mft {
   ) {
     // What a parsed inode really costs: its records plus the attribute, run and name objects made
     // from them, about four times the records' bytes (measured with a heap snapshot of a walk).
-    this.cache = new ByteLru(cacheBytes, (i) => i.bytes * 4 + 1024);
+    this.cache = new ByteLru(Math.floor(cacheBytes * (1 - MFT_BLOCK_SHARE)), (i) => i.bytes * 4 + 1024);
+    this.maxBlocks = Math.max(2, Math.floor((cacheBytes * MFT_BLOCK_SHARE) / MFT_READ_BLOCK));
     this.recordCount = Math.floor(mftData.size / geo.mftRecordSize);
   }
 
@@ -232,41 +244,81 @@ export class Mft {
   }
 
   /**
-   * Record n copied out of its cached MFT_READ_BLOCK (loaded once however many callers wait for it),
-   * or undefined when blocks cannot serve it: a record size that does not divide the block, or a
+   * Record n copied out of its MFT_READ_BLOCK (loaded once however many callers wait for it), or
+   * undefined when blocks cannot serve it: a record size that does not divide the block, or a
    * block that fails to read as a whole (then the record alone is read, so one damaged run of $MFT
    * does not take its healthy neighbours down with it).
+   *
+   * Blocks are read into buffers that are reused once evicted (a fresh 256 KiB buffer per read
+   * costs page faults and a memset). So a block's bytes are only ever copied in the same
+   * synchronous step that finds it in `blocks`: a buffer held across an await could meanwhile be
+   * evicted and refilled.
    */
   private async fromBlock(n: number): Promise<Buffer | undefined> {
     const rs = this.geo.mftRecordSize;
     if (MFT_READ_BLOCK % rs !== 0) return undefined;
     const b = Math.floor((n * rs) / MFT_READ_BLOCK);
-    let block = this.blocks.get(b);
-    if (!block) {
-      let pending = this.loading.get(b);
-      if (!pending) {
-        const start = b * MFT_READ_BLOCK;
-        pending = this.mftData.read(start, Math.min(MFT_READ_BLOCK, this.recordCount * rs - start));
-        this.loading.set(b, pending);
-        pending.then((buf) => this.blocks.set(b, buf), () => {}).finally(() => this.loading.delete(b));
-      }
-      try {
-        block = await pending;
-      } catch {
-        return undefined;
-      }
-    }
     const at = n * rs - b * MFT_READ_BLOCK;
+    let copy = this.copyFromBlock(b, at);
+    if (copy) return copy;
+    let pending = this.loading.get(b);
+    if (!pending) {
+      pending = this.loadBlock(b);
+      this.loading.set(b, pending);
+      void pending.finally(() => this.loading.delete(b));
+    }
+    if (!(await pending)) return undefined;
+    copy = this.copyFromBlock(b, at);
+    // evicted again before this caller ran (a cache of very few blocks): the record alone, then
+    return copy;
+  }
+
+  /** Record bytes at `at` of cached block `b`, copied (fixups are applied in place), or undefined. */
+  private copyFromBlock(b: number, at: number): Buffer | undefined {
+    const block = this.blocks.get(b);
+    if (!block) return undefined;
+    // a fresh hit is the most recently used
+    this.blocks.delete(b);
+    this.blocks.set(b, block);
+    const rs = this.geo.mftRecordSize;
     if (at + rs > block.length) return undefined;
-    // A copy (fixups are applied in place) that owns its memory: a pooled Buffer would keep an
-    // 8 KiB pool slab alive for as long as the cached inode holds a slice of its attributes.
-    const own = Buffer.allocUnsafeSlow(rs);
+    // from Node's pool: the parsed record copies what it keeps, so nothing holds this buffer long
+    const own = Buffer.allocUnsafe(rs);
     block.copy(own, 0, at, at + rs);
     return own;
   }
 
-  /** The file whose base record is `n`, with its extension records' attributes. */
-  async inode(n: number): Promise<Inode> {
+  /** Reads block `b` into a free (or new) buffer and caches it; false when the read fails. */
+  private async loadBlock(b: number): Promise<boolean> {
+    const rs = this.geo.mftRecordSize;
+    const start = b * MFT_READ_BLOCK;
+    const length = Math.min(MFT_READ_BLOCK, this.recordCount * rs - start);
+    const buf = this.freeBlocks.pop() ?? Buffer.allocUnsafeSlow(MFT_READ_BLOCK);
+    const bytes = buf.subarray(0, length);
+    try {
+      await this.mftData.readInto(bytes, start);
+    } catch {
+      this.freeBlocks.push(buf);
+      return false;
+    }
+    this.blocks.set(b, bytes);
+    while (this.blocks.size > this.maxBlocks) {
+      const oldest = this.blocks.keys().next().value!;
+      const evicted = this.blocks.get(oldest)!;
+      this.blocks.delete(oldest);
+      this.freeBlocks.push(Buffer.from(evicted.buffer, evicted.byteOffset, MFT_READ_BLOCK));
+    }
+    return true;
+  }
+
+  /**
+   * The file whose base record is `n`, with its extension records' attributes. `keep: false` (a
+   * stat during a walk, which asks once per file) returns the cached inode when there is one but
+   * does not cache one it had to parse: the kernel keeps the attributes it is given, and an inode
+   * cached for nobody costs the garbage collector twice (copied out of the young generation, then
+   * swept from the old one) for every file of the walk.
+   */
+  async inode(n: number, keep = true): Promise<Inode> {
     const hit = this.cache.get(n);
     if (hit) return hit;
     const base = await this.record(n);
@@ -293,7 +345,7 @@ export class Mft {
       }
     }
     const inode = new Inode(n, base, attrs, this.volume, this.geo, bytes);
-    this.cache.set(n, inode);
+    if (keep) this.cache.set(n, inode);
     return inode;
   }
 }

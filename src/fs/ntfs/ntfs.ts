@@ -228,7 +228,7 @@ export class NtfsFileSystem implements FileSystem {
   }
 
   async stat(ino: number, detail: StatDetail = 'full'): Promise<Stat> {
-    const inode = await this.mft.inode(ino);
+    const inode = await this.mft.inode(ino, detail === 'full');
     const k = inode.kind ?? (await this.kind(inode));
     const si = inode.si;
     const data = inode.stream(AT.DATA);

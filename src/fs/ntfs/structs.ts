@@ -381,9 +381,22 @@ export function decodeFileName(v: Buffer, where: string): FileName {
     nameType: v.readUInt8(FILE_NAME_ATTR.file_name_type),
     name: v.toString('utf16le', FILE_NAME_ATTR.file_name, end),
     units,
-    dataSize: Math.max(0, readI64(v, FILE_NAME_ATTR.data_size, 'FILE_NAME_ATTR', 'data_size')),
+    dataSize: Math.max(0, readI64Fast(v, FILE_NAME_ATTR.data_size, 'FILE_NAME_ATTR', 'data_size')),
     reparseTag: v.readUInt32LE(FILE_NAME_ATTR.reparse_point_tag),
   };
+}
+
+/**
+ * readI64 without BigInts for the values that fit in 53 bits (all but the hostile ones, which
+ * readI64 then refuses by name): an MFT record's parse reads five per non-resident attribute, and
+ * a walk parses every record.
+ */
+export function readI64Fast(buf: Buffer, offset: number, structure: string, field: string): number {
+  const lo = buf.readUInt32LE(offset);
+  const hi = buf.readInt32LE(offset + 4);
+  // |hi| < 2^21: |hi * 2^32 + lo| <= 2^53 - 1, exact
+  if (hi > -0x200000 && hi < 0x200000) return hi * 0x100000000 + lo;
+  return readI64(buf, offset, structure, field);
 }
 
 export { readU64, readI64 };
