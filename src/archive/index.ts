@@ -80,12 +80,12 @@ export function encodeIndexLine(v: IndexHeader | IndexEntry): Buffer {
 
 const TYPES = new Set(['file', 'dir', 'symlink', 'blockdev', 'chardev', 'fifo', 'socket']);
 
-function bad(field: string, line: number, why: string): CorruptStructureError {
+function bad(field: string, line: number | string, why: string): CorruptStructureError {
   return new CorruptStructureError('E_INDEX_ENTRY', `index line ${line}: ${field} ${why}`, { structure: 'IndexEntry', field, line });
 }
 
-/** One line of an index, checked field by field: an index is as hostile as any input. */
-export function parseIndexEntry(text: string, line: number): IndexEntry {
+/** One line of an index, checked field by field: an index is as hostile as any input. `line`: its number, or where it is, for errors. */
+export function parseIndexEntry(text: string, line: number | string): IndexEntry {
   if (text.length > MAX_INDEX_LINE) throw bad('line', line, `is ${text.length} bytes, over ${MAX_INDEX_LINE}`);
   let v: unknown;
   try {

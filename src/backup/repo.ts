@@ -92,6 +92,9 @@ export interface BackupObjects {
 }
 
 /** Opens archives/<id>.tar.zst.age and its index for writing, both encrypted to `recipients`. */
+/** Uncompressed bytes per zstd frame of an index: ~64 KiB compressed, one age chunk. */
+export const INDEX_FRAME_SIZE = 128 * 1024;
+
 export async function openBackupObjects(store: Store, id: string, o: { recipients: string[]; frameSize?: number }): Promise<BackupObjects> {
   const puts: PutHandle[] = [];
   const abort = async (): Promise<void> => {
@@ -102,8 +105,9 @@ export async function openBackupObjects(store: Store, id: string, o: { recipient
     puts.push(await store.put(indexName(id)));
     const sinkOpts = { recipients: o.recipients, ...(o.frameSize ? { frameSize: o.frameSize } : {}) };
     const archive = openArchiveSink(puts[0]!, sinkOpts);
-    // the index trickles in beside the archive: one frame in flight is enough (4 MiB less at the peak)
-    const index = openArchiveSink(puts[1]!, { ...sinkOpts, framesInFlight: 1 });
+    // the index trickles in beside the archive: one frame in flight is enough; small frames, so that
+    // a restore's bisection of the index (restore.ts) fetches little more than an age chunk a probe
+    const index = openArchiveSink(puts[1]!, { ...sinkOpts, frameSize: Math.min(o.frameSize ?? INDEX_FRAME_SIZE, INDEX_FRAME_SIZE), framesInFlight: 1 });
     await index.write(encodeIndexLine({ format: INDEX_FORMAT, version: INDEX_VERSION, archive: id }));
     return { archive, index, abort };
   } catch (err) {

@@ -15,7 +15,7 @@ import { chmod, lchown, lstat, link, lutimes, mkdir, open, rename, rm, symlink, 
 import type { Store } from '../store/types.js';
 import type { X25519Identity } from '../archive/age/keys.js';
 import { openArchiveReader, type ArchiveReader } from '../archive/stack.js';
-import { entryPathBytes, lines, parseIndexEntry, parseIndexHeader, type IndexEntry } from '../archive/index.js';
+import { compareTreePaths, entryPathBytes, lines, MAX_INDEX_LINE, parseIndexEntry, parseIndexHeader, type IndexEntry } from '../archive/index.js';
 import type { RandomAccess } from '../archive/types.js';
 import { readEntryAt, readMemberRange } from '../archive/tar/reader.js';
 import { CorruptStructureError, ExitCode, SnapferryError, toSnapferryError } from '../util/errors.js';
@@ -40,22 +40,113 @@ export async function openEncrypted(store: Store, name: string, identities: Iden
   }
 }
 
-async function* sequential(ra: RandomAccess): AsyncIterable<Buffer> {
-  for (let off = 0; off < ra.size; off += CHUNK) yield await ra.read(off, Math.min(CHUNK, ra.size - off));
+/** The bytes of `ra` from `from` on, in pieces that grow from `first` to CHUNK (a scan that may stop soon reads little). */
+async function* sequential(ra: RandomAccess, from = 0, first = CHUNK): AsyncIterable<Buffer> {
+  for (let off = from, n = first; off < ra.size; off += n, n = Math.min(CHUNK, 2 * n)) yield await ra.read(off, Math.min(n, ra.size - off));
 }
 
-/** Every entry of a backup's index, in tree order. */
-export async function* indexEntries(store: Store, m: Manifest, identities: Identities): AsyncIterable<IndexEntry> {
-  const ra = await openEncrypted(store, indexName(m.id), identities);
+/** Bytes read at a time while looking for a line's end. */
+const LINE_WINDOW = 16 * 1024;
+/** The bisection stops when the range left is this small (its last probes hit frames already decoded); a sequential scan finishes. */
+const SEEK_SCAN_BYTES = 4 * 1024;
+
+/** The line that starts at `start` (without its newline), and where the next one starts. Bounded by MAX_INDEX_LINE. */
+async function lineAt(ra: RandomAccess, start: number, what: string): Promise<{ text: string; next: number }> {
+  const parts: Buffer[] = [];
+  for (let off = start; off < ra.size; ) {
+    const b = await ra.read(off, Math.min(LINE_WINDOW, ra.size - off));
+    const nl = b.indexOf(0x0a);
+    parts.push(nl < 0 ? b : b.subarray(0, nl));
+    if (nl >= 0) return { text: Buffer.concat(parts).toString('utf8'), next: off + nl + 1 };
+    off += b.length;
+    if (off - start > MAX_INDEX_LINE) throw new CorruptStructureError('E_INDEX_ENTRY', `${what}: a line longer than ${MAX_INDEX_LINE} bytes at byte ${start}`, { structure: 'IndexEntry', field: 'line' });
+  }
+  throw new CorruptStructureError('E_INDEX_TRUNCATED', `${what}: the last line has no end`, { structure: 'IndexEntry' });
+}
+
+/** Where the first line that starts at or after `off` starts (ra.size when none does). */
+async function nextLineStart(ra: RandomAccess, off: number, what: string): Promise<number> {
+  if (off === 0) return 0;
+  for (let at = off - 1; at < ra.size; ) {
+    const b = await ra.read(at, Math.min(LINE_WINDOW, ra.size - at));
+    const nl = b.indexOf(0x0a);
+    if (nl >= 0) return at + nl + 1;
+    at += b.length;
+    if (at - off > MAX_INDEX_LINE) throw new CorruptStructureError('E_INDEX_ENTRY', `${what}: a line longer than ${MAX_INDEX_LINE} bytes after byte ${off}`, { structure: 'IndexEntry', field: 'line' });
+  }
+  return ra.size;
+}
+
+/**
+ * A line start at or before the first line whose path is `target` or after it in tree order: the
+ * index is in tree order, so a bisection of its bytes finds it in log2(size) probes, each fetching
+ * and decompressing one frame (cached). With a hostile, unsorted index this finds a wrong place,
+ * never loops: at most ~40 probes, each bounded.
+ */
+async function seekIndex(ra: RandomAccess, from: number, target: Buffer, what: string): Promise<number> {
+  // lo: `from` or a line whose path sorts before target; the first line at or after target starts
+  // at or before nextLineStart(hi)
+  let lo = from;
+  let hi = ra.size;
+  while (hi - lo > SEEK_SCAN_BYTES) {
+    const mid = lo + Math.floor((hi - lo) / 2);
+    const start = await nextLineStart(ra, mid, what);
+    if (start >= hi) {
+      hi = mid;
+      continue;
+    }
+    const { text } = await lineAt(ra, start, what);
+    if (compareTreePaths(entryPathBytes(parseIndexEntry(text, `at byte ${start}`)), target) < 0) lo = start;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The subtrees `paths` name, in tree order, without any that lies inside another. */
+export function subtreeRoots(paths: readonly string[]): Buffer[] {
+  const roots = paths.map((p) => Buffer.from(p.replace(/^\/+|\/+$/g, ''), 'utf8')).sort(compareTreePaths);
+  const out: Buffer[] = [];
+  for (const r of roots) {
+    const last = out[out.length - 1];
+    if (last && (last.equals(r) || isBelow(r, last))) continue;
+    out.push(r);
+  }
+  return out;
+}
+
+/** `p` lies strictly inside the subtree `root`. */
+function isBelow(p: Buffer, root: Buffer): boolean {
+  return p.length > root.length && p[root.length] === 0x2f && p.subarray(0, root.length).equals(root);
+}
+
+/**
+ * Entries of a backup's index, in tree order. With `paths`, only those paths and what lies below
+ * them: each subtree is found by bisecting the index (seekIndex), so restoring one file of a
+ * million-entry backup fetches a few frames of its index, not all of it.
+ */
+export async function* indexEntries(store: Store, m: Manifest, identities: Identities, paths: readonly string[] = []): AsyncIterable<IndexEntry> {
+  const what = indexName(m.id);
+  const ra = await openEncrypted(store, what, identities);
   try {
-    let n = 0;
-    for await (const line of lines(sequential(ra), indexName(m.id))) {
-      if (n++ === 0) {
-        const h = parseIndexHeader(line);
-        if (h.archive !== m.id) throw new CorruptStructureError('E_INDEX_HEADER', `${indexName(m.id)} is the index of ${h.archive}, not ${m.id}`, { id: m.id });
-        continue;
+    const header = await lineAt(ra, 0, what);
+    const h = parseIndexHeader(header.text);
+    if (h.archive !== m.id) throw new CorruptStructureError('E_INDEX_HEADER', `${what} is the index of ${h.archive}, not ${m.id}`, { id: m.id });
+    if (paths.length === 0) {
+      let n = 1;
+      for await (const line of lines(sequential(ra, header.next), what)) yield parseIndexEntry(line, ++n);
+      return;
+    }
+    for (const root of subtreeRoots(paths)) {
+      const from = await seekIndex(ra, header.next, root, what);
+      let n = 0;
+      for await (const line of lines(sequential(ra, from, LINE_WINDOW), what)) {
+        const e = parseIndexEntry(line, `${++n} after byte ${from}`);
+        const p = entryPathBytes(e);
+        const c = compareTreePaths(p, root);
+        if (c < 0) continue;
+        if (c === 0 || isBelow(p, root)) yield e;
+        else break;
       }
-      yield parseIndexEntry(line, n);
     }
   } finally {
     await ra.close();
@@ -190,7 +281,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreSummary> {
   if (m.kind === 'image') return (await import('./image-restore.js')).restoreImageFiles(o);
   const archives = new Archives(o.store, o.identities);
   try {
-    const s = await restoreEntries(o, m.id, indexEntries(o.store, m, o.identities), (e) => entryData(archives, m.id, e));
+    const s = await restoreEntries(o, m.id, indexEntries(o.store, m, o.identities, o.paths), (e) => entryData(archives, m.id, e));
     s.bytesFetched = await archives.totalFetched();
     return s;
   } finally {
@@ -307,7 +398,7 @@ export async function restoreToStream(o: Omit<RestoreOptions, 'target' | 'overwr
   const archives = new Archives(o.store, o.identities);
   if (o.paths.length !== 1) throw new RestoreError('E_USAGE', 'restore --target - takes exactly one PATH (a regular file)', {}, ExitCode.usage);
   const want = o.paths[0]!.replace(/^\/+|\/+$/g, '');
-  for await (const e of indexEntries(o.store, m, o.identities)) {
+  for await (const e of indexEntries(o.store, m, o.identities, [want])) {
     if (e.path !== want) continue;
     if (e.type !== 'file') throw new RestoreError('E_RESTORE_NOT_FILE', `${e.path} is a ${e.type}; --target - writes one regular file`, { path: e.path }, ExitCode.usage);
     let bytes = 0;
