@@ -61,8 +61,15 @@ export const MAX_LOGGED_ERRORS = 10_000;
 export const MAX_REMEMBERED_NAMES = 1 << 16;
 /** Seconds the kernel may keep names and attributes: a snapshot never changes. */
 export const ATTR_VALID_S = 3600;
-/** Requests of one page of a READDIRPLUS whose entries are stat'ed at once. */
-const STAT_AHEAD = 32;
+/**
+ * Entries of a directory listed and stat'ed ahead of the kernel's next READDIRPLUS: when a handle is
+ * opened and after each reply, the next ones are prepared while the kernel and the walker (find,
+ * rsync) take the last reply, so a request finds its entries ready instead of waiting for their
+ * MFT records to be parsed. About one reply of a walker's 32 KiB getdents buffer.
+ */
+export const READDIR_LOOKAHEAD = 256;
+/** Entries held ahead over all open directory handles at most (a client opening many directories gets no look-ahead). */
+export const READDIR_LOOKAHEAD_TOTAL = 8192;
 /** Pages of one READ at most (max_pages): 1 MiB requests. */
 const MAX_PAGES = 256;
 
@@ -105,13 +112,25 @@ export interface Mounted {
   readonly errorCounts: Map<string, number>;
 }
 
+/** An entry taken from a listing and not yet replied: its name's bytes, and its attributes on the way. */
+interface AheadEntry {
+  e: TreeEntry;
+  name: Buffer | string;
+  length: number;
+  attr: Promise<FuseAttr | null> | null;
+}
+
 interface DirHandle {
   node: TreeNode;
   /** The offset the next entry has (entries are numbered from 1; '.' is 1 and '..' is 2). */
   next: number;
   iter: AsyncIterator<TreeEntry> | null;
-  /** An entry taken from the iterator that did not fit the last reply. */
-  held: TreeEntry | null;
+  /** Entries taken from the iterator, in order, the first of them numbered `next` once '.' and '..' are out. */
+  ahead: AheadEntry[];
+  /** The iterator has ended (or failed: `error`). */
+  done: boolean;
+  error: unknown;
+  released: boolean;
   busy: Promise<void>;
 }
 
@@ -126,6 +145,10 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
   const log = opts.log ?? (() => {});
   const files = new Map<number, TreeNode>();
   const dirs = new Map<number, DirHandle>();
+  /** Entries held ahead over all directory handles (READDIR_LOOKAHEAD_TOTAL). */
+  let aheadTotal = 0;
+  /** The kernel sends READDIRPLUS (INIT granted it): look-ahead stats entries too. */
+  let readdirPlus = true;
   let nextFh = 1;
   const errorCounts = new Map<string, number>();
   const logged = new Set<string>();
@@ -201,6 +224,7 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
       // READDIRPLUS always, not READDIRPLUS_AUTO: with AUTO the kernel falls back to READDIR plus
       // a LOOKUP per entry, and a cold `find` of 50,050 files took 4.86 s instead of 3.2 s
       const want = FUSE_INIT_FLAG.ASYNC_READ | FUSE_INIT_FLAG.DO_READDIRPLUS | FUSE_INIT_FLAG.PARALLEL_DIROPS | FUSE_INIT_FLAG.MAX_PAGES | FUSE_INIT_FLAG.CACHE_SYMLINKS | FUSE_INIT_FLAG.BIG_WRITES;
+      readdirPlus = (init.flags & FUSE_INIT_FLAG.DO_READDIRPLUS) !== 0;
       const out = Buffer.alloc(fuse_init_out.SIZE);
       writeInitOut(out, 0, {
         major: FUSE_KERNEL_VERSION,
@@ -264,7 +288,9 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
       const node = nodeOrThrow(h.nodeid);
       if (files.size + dirs.size >= MAX_OPEN_HANDLES) throw new SnapferryError('E_TOO_MANY_OPEN', 'too many open handles', {}, ExitCode.failure);
       const fh = nextFh++;
-      dirs.set(fh, { node, next: 1, iter: null, held: null, busy: Promise.resolve() });
+      const d: DirHandle = { node, next: 1, iter: null, ahead: [], done: false, error: null, released: false, busy: Promise.resolve() };
+      dirs.set(fh, d);
+      lookAhead(d, readdirPlus);
       const out = Buffer.alloc(fuse_open_out.SIZE);
       writeOpenOut(out, 0, fh, FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE);
       return [out];
@@ -278,7 +304,10 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
     async [OP.RELEASEDIR](_h, body) {
       const d = dirs.get(parseReleaseIn(body).fh);
       dirs.delete(parseReleaseIn(body).fh);
-      void d?.iter?.return?.();
+      if (d) {
+        d.released = true;
+        restart(d);
+      }
       return [];
     },
     async [OP.STATFS](h) {
@@ -327,6 +356,68 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
     return [value];
   }
 
+  /** Runs `fn` alone on the handle: its iterator and look-ahead are shared by requests and look-ahead. */
+  async function locked<T>(d: DirHandle, fn: () => Promise<T>): Promise<T> {
+    const prev = d.busy;
+    let release!: () => void;
+    d.busy = new Promise((res) => (release = res));
+    await prev;
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  /** Drops the handle's iterator and look-ahead: the listing starts again from its first entry. */
+  function restart(d: DirHandle): void {
+    void d.iter?.return?.();
+    d.iter = null;
+    aheadTotal -= d.ahead.length;
+    d.ahead = [];
+    d.done = false;
+    d.error = null;
+    d.next = 1;
+  }
+
+  /**
+   * Takes entries from the handle's iterator until `count` are ahead (or the listing ends), and
+   * starts their stats when `plus`. A failing iterator ends the listing with its error, which the
+   * request that reaches it answers. In the background (`spare`), only while the total look-ahead
+   * allows.
+   */
+  async function fill(d: DirHandle, count: number, plus: boolean, spare: boolean): Promise<void> {
+    d.iter ??= tree.readdir(d.node)[Symbol.asyncIterator]();
+    while (d.ahead.length < count && !d.done && !d.released) {
+      if (spare && aheadTotal >= READDIR_LOOKAHEAD_TOTAL) return;
+      let n: IteratorResult<TreeEntry>;
+      try {
+        n = await d.iter.next();
+      } catch (err) {
+        d.done = true;
+        d.error = err;
+        return;
+      }
+      if (n.done) {
+        d.done = true;
+        return;
+      }
+      const e = n.value;
+      const name = e.rawName ?? e.name;
+      d.ahead.push({ e, name, length: typeof name === 'string' ? Buffer.byteLength(name) : name.length, attr: plus ? attrOf(e.node).catch(() => null) : null });
+      aheadTotal++;
+    }
+  }
+
+  /** Prepares the handle's next entries once the current request has been answered. */
+  function lookAhead(d: DirHandle, plus: boolean): void {
+    if (d.done || d.released) return;
+    setImmediate(() => {
+      if (d.done || d.released || d.ahead.length >= READDIR_LOOKAHEAD) return;
+      locked(d, () => fill(d, READDIR_LOOKAHEAD, plus, true)).catch(() => {});
+    });
+  }
+
   /**
    * One READDIR(PLUS) reply: entries from the handle's offset on, as many as fit `size` bytes. A
    * request for another offset than the handle's next one (seekdir, rewinddir) restarts the
@@ -336,85 +427,63 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
     const r = parseReadIn(body);
     const d = dirs.get(r.fh);
     if (!d) throw new SnapferryError('E_FS_BAD_HANDLE', `no directory handle ${r.fh}`, {}, ExitCode.failure);
-    // one request at a time per handle: the iterator is shared
-    const prev = d.busy;
-    let release!: () => void;
-    d.busy = new Promise((res) => (release = res));
-    await prev;
-    try {
-      const out = Buffer.alloc(Math.min(r.size, 1 << 20));
-      let used = 0;
-      const want = r.offset + 1; // the offset names the last entry read; the next one is offset+1
-      if (want !== d.next) {
-        void d.iter?.return?.();
-        d.iter = null;
-        d.held = null;
-        d.next = 1;
+    const reply = await locked(d, () => readdirLocked(d, h.nodeid, r.offset, r.size, plus));
+    lookAhead(d, plus);
+    return reply;
+  }
+
+  async function readdirLocked(d: DirHandle, dirId: number, offset: number, size: number, plus: boolean): Promise<Buffer> {
+    const out = Buffer.alloc(Math.min(size, 1 << 20));
+    let used = 0;
+    const want = offset + 1; // the offset names the last entry read; the next one is offset+1
+    if (want !== d.next) restart(d);
+    const recSize = (nameLen: number): number => direntAlign((plus ? FUSE_NAME_OFFSET_DIRENTPLUS : FUSE_NAME_OFFSET) + nameLen);
+    // '.' and '..' first (entries 1 and 2)
+    for (const [pos, name] of [
+      [1, DOT],
+      [2, DOTDOT],
+    ] as const) {
+      if (d.next !== pos) continue;
+      const need = recSize(name.length);
+      if (used + need > out.length) return out.subarray(0, used);
+      if (plus) {
+        writeEntryOut(out, used, 0, 0, null); // nodeid 0: the kernel does not instantiate it
+        used += fuse_entry_out.SIZE;
+        used += writeDirent(out, used, dirId, pos, S_IF.dir >> 12, name);
+      } else used += writeDirent(out, used, dirId, pos, S_IF.dir >> 12, name);
+      d.next++;
+    }
+    // skip to the wanted offset after a seek
+    while (d.next < want) {
+      if (d.ahead.length === 0) await fill(d, 1, false, false);
+      if (d.ahead.length === 0) break;
+      d.ahead.shift();
+      aheadTotal--;
+      d.next++;
+    }
+    for (;;) {
+      if (d.ahead.length === 0) await fill(d, READDIR_LOOKAHEAD, plus, false);
+      const a = d.ahead[0];
+      if (!a) {
+        // the end of the listing, or its error (answered once what came before it is out)
+        if (d.error && used === 0) throw d.error;
+        return out.subarray(0, used);
       }
-      const dirId = h.nodeid;
-      const recSize = (nameLen: number): number => direntAlign((plus ? FUSE_NAME_OFFSET_DIRENTPLUS : FUSE_NAME_OFFSET) + nameLen);
-      // '.' and '..' first (entries 1 and 2)
-      for (const [pos, name] of [
-        [1, DOT],
-        [2, DOTDOT],
-      ] as const) {
-        if (d.next !== pos) continue;
-        const need = recSize(name.length);
-        if (used + need > out.length) return out.subarray(0, used);
-        if (plus) {
-          writeEntryOut(out, used, 0, 0, null); // nodeid 0: the kernel does not instantiate it
-          used += fuse_entry_out.SIZE;
-          used += writeDirent(out, used, dirId, pos, S_IF.dir >> 12, name) ;
-        } else used += writeDirent(out, used, dirId, pos, S_IF.dir >> 12, name);
-        d.next++;
+      const need = recSize(a.length);
+      if (used + need > out.length) return out.subarray(0, used);
+      if (plus) a.attr ??= attrOf(a.e.node).catch(() => null);
+      const attr = plus ? await a.attr : null;
+      d.ahead.shift();
+      aheadTotal--;
+      const id = tree.ino(a.e.node);
+      remember(dirId, a.e.name, id);
+      d.next++;
+      if (plus) {
+        // an entry whose stat failed goes without attributes: its LOOKUP then answers the error
+        writeEntryOut(out, used, attr ? id : 0, ATTR_VALID_S, attr);
+        used += fuse_entry_out.SIZE;
       }
-      d.iter ??= tree.readdir(d.node)[Symbol.asyncIterator]();
-      // skip to the wanted offset after a seek
-      while (d.next < want) {
-        if (d.held) d.held = null;
-        else if ((await d.iter.next()).done) return out.subarray(0, used);
-        d.next++;
-      }
-      for (;;) {
-        // a batch of entries that fit, stat'ed together when plus
-        const batch: { e: TreeEntry; name: Buffer | string; length: number }[] = [];
-        let room = out.length - used;
-        while (batch.length < STAT_AHEAD) {
-          let e = d.held;
-          d.held = null;
-          if (!e) {
-            const n = await d.iter.next();
-            if (n.done) break;
-            e = n.value;
-          }
-          const name = e.rawName ?? e.name;
-          const length = typeof name === 'string' ? Buffer.byteLength(name) : name.length;
-          const need = recSize(length);
-          if (need > room) {
-            d.held = e;
-            break;
-          }
-          room -= need;
-          batch.push({ e, name, length });
-        }
-        if (batch.length === 0) return out.subarray(0, used);
-        const attrs = plus ? await Promise.all(batch.map((b) => attrOf(b.e.node).catch(() => null))) : [];
-        for (const [i, b] of batch.entries()) {
-          const id = tree.ino(b.e.node);
-          remember(dirId, b.e.name, id);
-          d.next++;
-          if (plus) {
-            const a = attrs[i] ?? null;
-            // an entry whose stat failed goes without attributes: its LOOKUP then answers the error
-            writeEntryOut(out, used, a ? id : 0, ATTR_VALID_S, a);
-            used += fuse_entry_out.SIZE;
-          }
-          used += writeDirent(out, used, id, d.next - 1, S_IF[b.e.type] >> 12, b.name, b.length);
-        }
-        if (d.held) return out.subarray(0, used);
-      }
-    } finally {
-      release();
+      used += writeDirent(out, used, id, d.next - 1, S_IF[a.e.type] >> 12, a.name, a.length);
     }
   }
 
