@@ -286,6 +286,34 @@ t.test('a cut in each step of the commit: the put either commits exactly or fail
   t.ok(committed >= 5, `most commits survive their cut by resuming (${committed} committed, ${failed} failed typed)`);
 });
 
+t.test('after a lost commit reply, an object under the final name is ours only with our size, head and tail', async (t) => {
+  const repo = join(sshd.dir, 'committed-earlier');
+  const s = await SftpStore.open(url(sshd.port, repo), opts);
+  t.teardown(() => s.close());
+  const r = prng(11);
+  type Probe = { committedEarlier(sftp: unknown): Promise<boolean> };
+  for (const size of [10, 64 * 1024, 200_000, 1_000_003]) {
+    const body = randomBytes(size);
+    const h = await s.put(`o${size}`);
+    // writes of random sizes, some smaller than the kept head and tail, some larger
+    for (let at = 0; at < size; ) {
+      const n = Math.min(size - at, 1 + Math.floor(r() * (r() < 0.5 ? 5000 : 150_000)));
+      await h.write(body.subarray(at, at + n));
+      at += n;
+    }
+    await h.end();
+    const probe = h as unknown as Probe;
+    t.equal(await s.op('probe', (sftp) => probe.committedEarlier(sftp)), true, `${size} bytes: the committed object is recognised as ours`);
+    // the same size, one byte changed in the head, then in the tail: someone else's
+    for (const at of [0, size - 1]) {
+      const other = Buffer.from(body);
+      other[at]! ^= 1;
+      writeFileSync(join(repo, `o${size}`), other);
+      await t.rejects(s.op('probe', (sftp) => probe.committedEarlier(sftp)), { code: 'E_STORE_EXISTS' }, `${size} bytes, byte ${at} changed: not ours`);
+    }
+  }
+});
+
 t.test('ranged reads cut 5 times come back exact', async (t) => {
   const { p } = await withProxy(t);
   const repo = join(sshd.dir, 'read-cuts');
