@@ -394,6 +394,14 @@ export class VmTree {
     return node.volume.fs.read(node.ino, offset, length, stream);
   }
 
+  /** read() into `out` (bytes [offset, offset+out.length), clipped at the end); returns how many. */
+  async readInto(node: TreeNode, out: Buffer, offset: number, stream?: string): Promise<number> {
+    if (node.kind === 'fs' && node.volume.fs.readInto) return node.volume.fs.readInto(node.ino, out, offset, stream);
+    const b = await this.read(node, offset, out.length, stream);
+    b.copy(out);
+    return b.length;
+  }
+
   async readlink(node: TreeNode): Promise<string> {
     if (node.kind !== 'fs') throw new TreeError('E_FS_NOT_LINK', 'not a symbolic link', {}, ExitCode.failure);
     return node.volume.fs.readlink(node.ino);

@@ -348,6 +348,19 @@ export class NtfsFileSystem implements FileSystem {
     return s.read(offset, length);
   }
 
+  async readInto(ino: number, out: Buffer, offset: number, stream?: string): Promise<number> {
+    const { inode, s, wof } = await this.dataStream(ino, stream, 'read');
+    // plain data straight into `out`; compressed, WOF, resident and encrypted data as read() has it
+    if (!s || wof || s.resident || s.compressed || s.encrypted || inode.si.fileAttributes & FILE_ATTR.ENCRYPTED) {
+      const b = await this.read(ino, offset, out.length, stream);
+      b.copy(out);
+      return b.length;
+    }
+    const n = Math.max(0, Math.min(out.length, s.size - offset));
+    if (n > 0) await s.readInto(out.subarray(0, n), offset);
+    return n;
+  }
+
   async *extents(ino: number, stream?: string): AsyncIterable<FileExtent> {
     const { s, wof } = await this.dataStream(ino, stream, 'map');
     // A WOF file's unnamed stream is all hole; its bytes are data with no place on disk of their own.

@@ -34,16 +34,17 @@ function readerCount(raw: string | undefined): number {
 }
 
 /**
- * A reader thread: read(2) a request, hand its bytes to the main thread (transferred, not copied),
- * read the next. ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: try again;
+ * A reader thread: read(2) a request into its one buffer, hand a copy of the request's bytes to
+ * the main thread (transferred), read the next. ENOENT: the request was interrupted before we read it; EINTR/EAGAIN: try again;
  * ENODEV (unmounted) or anything else ends the thread, and the session with the last of them.
  */
 const READER_SOURCE = `
 const { readSync } = require('node:fs');
 const { parentPort, workerData } = require('node:worker_threads');
 const { fd, size } = workerData;
+// one buffer for every read: what is handed over is a copy of the request's own bytes
+const buf = Buffer.allocUnsafeSlow(size);
 for (;;) {
-  const buf = Buffer.allocUnsafeSlow(size);
   let n;
   try { n = readSync(fd, buf, 0, size, null); }
   catch (err) {
