@@ -8,7 +8,7 @@
  * so extracting any one archive with stock tar recreates its tree. Every index lists every entry
  * present, so a restore point knows what was deleted.
  */
-import { createHash } from 'node:crypto';
+import { createHash, hash as oneShotHash } from 'node:crypto';
 import type { VmTree, TreeNode, TreeVolume, TreeStat } from '../vfs/tree.js';
 import { INFO_XATTR } from '../vfs/tree.js';
 import type { FileSystem, FileType } from '../fs/types.js';
@@ -261,7 +261,6 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
 
       // the data: read before the header is written, so an unreadable file (EFS) is reported, not half-stored
       const size = st.size;
-      const hash = createHash('sha256');
       let first: Buffer;
       let segments: Array<{ offset: number; length: number }> | null;
       try {
@@ -273,6 +272,9 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       }
       if (segments) entry.sparse = segments;
       entry.size = size;
+      // a file read whole by the prefetch (most files): hashed in one call, into tar as one buffer
+      const whole = !segments && first.length === size;
+      const hash = whole ? null : createHash('sha256');
       let failure: { code: string; message: string } | undefined;
       const zeros = zerosOf(Math.max(1, size));
       const readRange = async function* (from: number, to: number): AsyncIterable<Buffer> {
@@ -302,7 +304,7 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       async function* body(): AsyncIterable<Buffer> {
         if (!segments) {
           for await (const b of readRange(0, size)) {
-            hash.update(b);
+            hash!.update(b);
             yield b;
           }
           return;
@@ -311,24 +313,21 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
         for (const s of segments) {
           for (let z = pos; z < s.offset; ) {
             const n = Math.min(zeros.length, s.offset - z);
-            hash.update(zeros.subarray(0, n));
+            hash!.update(zeros.subarray(0, n));
             z += n;
           }
           for await (const b of readRange(s.offset, s.offset + s.length)) {
-            hash.update(b);
+            hash!.update(b);
             yield b;
           }
           pos = s.offset + s.length;
         }
         for (let z = pos; z < size; ) {
           const n = Math.min(zeros.length, size - z);
-          hash.update(zeros.subarray(0, n));
+          hash!.update(zeros.subarray(0, n));
           z += n;
         }
       }
-      // a file read whole by the prefetch (most files): its bytes go in as one buffer, no generators
-      const whole = !segments && first.length === size;
-      if (whole) hash.update(first);
       const at = await tar.add(entry, whole ? first : body());
       if (whole) {
         p.bytesRead += size;
@@ -339,7 +338,7 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       base.header = at.headerOffset;
       base.data = at.dataOffset;
       if (failure) base.error = failure;
-      else base.sha256 = hash.digest('hex');
+      else base.sha256 = hash ? hash.digest('hex') : oneShotHash('sha256', first, 'hex');
       if (inoKey && linked.size < MAX_LINKED_INODES) linked.set(inoKey, { path, storedHere: true, loc: { header: base.header, data: base.data, ...(base.sha256 ? { sha256: base.sha256 } : {}) } });
       report(path);
       return record(base);
@@ -357,26 +356,40 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
     /**
      * The entries to take, in tree order: a pre-order walk whose directories list their children
      * sorted by name bytes. Each comes with the state's line for it (the state is in the same order).
+     * Iterative (a stack of listed directories): one generator for the whole walk, not one per
+     * entry with every entry passed up through each level above it.
      */
-    async function* jobs(volume: TreeVolume & { fs: FileSystem }, node: TreeNode & { kind: 'fs' }, pathBytes: Buffer, rel: string, isDir: boolean): AsyncGenerator<Job> {
-      const path = pathBytes.toString('utf8');
-      const how = relation(path);
-      if (how === 'out' || o.selector.excluded(rel)) return;
-      yield { volume, node, pathBytes, rel, prev: cursor ? await cursor.find(pathBytes) : null };
-      if (!isDir) return;
-      const children: { name: Buffer; ino: number; dir: boolean }[] = [];
-      try {
-        for await (const e of tree.readdir(node)) {
-          if (e.node.kind !== 'fs') continue;
-          children.push({ name: e.rawName ?? Buffer.from(e.name, 'utf8'), ino: e.node.ino, dir: e.type === 'dir' });
+    async function* jobs(volume: TreeVolume & { fs: FileSystem }): AsyncGenerator<Job> {
+      type Child = { name: Buffer; ino: number; dir: boolean };
+      const stack: { pathBytes: Buffer; rel: string; children: Child[]; next: number }[] = [];
+      const visit = async function* (node: TreeNode & { kind: 'fs' }, pathBytes: Buffer, rel: string, isDir: boolean): AsyncGenerator<Job> {
+        const path = pathBytes.toString('utf8');
+        const how = relation(path);
+        if (how === 'out' || o.selector.excluded(rel)) return;
+        yield { volume, node, pathBytes, rel, prev: cursor ? await cursor.find(pathBytes) : null };
+        if (!isDir) return;
+        const children: Child[] = [];
+        try {
+          for await (const e of tree.readdir(node)) {
+            if (e.node.kind !== 'fs') continue;
+            children.push({ name: e.rawName ?? Buffer.from(e.name, 'utf8'), ino: e.node.ino, dir: e.type === 'dir' });
+          }
+        } catch (err) {
+          warn(path, err);
         }
-      } catch (err) {
-        warn(path, err);
-      }
-      children.sort((a, b) => Buffer.compare(a.name, b.name));
-      for (const c of children) {
-        const childRel = rel === '' ? c.name.toString('utf8') : `${rel}/${c.name.toString('utf8')}`;
-        yield* jobs(volume, { kind: 'fs', volume, ino: c.ino }, Buffer.concat([pathBytes, SLASH, c.name]), childRel, c.dir);
+        children.sort((a, b) => Buffer.compare(a.name, b.name));
+        stack.push({ pathBytes, rel, children, next: 0 });
+      };
+      yield* visit({ kind: 'fs', volume, ino: volume.fs.rootIno }, Buffer.from(`${volume.diskName}/${volume.name}`), '', true);
+      while (stack.length > 0) {
+        const top = stack[stack.length - 1]!;
+        if (top.next === top.children.length) {
+          stack.pop();
+          continue;
+        }
+        const c = top.children[top.next++]!;
+        const name = c.name.toString('utf8');
+        yield* visit({ kind: 'fs', volume, ino: c.ino }, Buffer.concat([top.pathBytes, SLASH, c.name]), top.rel === '' ? name : `${top.rel}/${name}`, c.dir);
       }
     }
 
@@ -438,7 +451,7 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       await storeEntry(job, got);
     };
     for (const v of volumes) {
-      for await (const job of jobs(v, { kind: 'fs', volume: v, ino: v.fs.rootIno }, Buffer.from(`${v.diskName}/${v.name}`), '', true)) {
+      for await (const job of jobs(v)) {
         ahead.push({ job, pre: prepare(job) });
         if (ahead.length >= PREFETCH) await drain();
       }

@@ -71,25 +71,35 @@ export function isValidUtf8(buf: Buffer): boolean {
 
 /** One record; the length counts itself, so it is found by iterating to the fixed point. */
 export function encodePaxRecord(key: string, value: Buffer | string): Buffer {
-  if (key.length === 0 || key.includes('=') || key.includes('\n') || key.includes('\0')) {
-    throw new RangeError(`pax keyword ${JSON.stringify(key)} is empty or holds '=', NUL or a newline`);
-  }
-  const keyBytes = Buffer.from(key, 'utf8');
-  const valueBytes = typeof value === 'string' ? Buffer.from(value, 'utf8') : value;
-  const rest = 1 + keyBytes.length + 1 + valueBytes.length + 1; // ' ' key '=' value '\n'
-  let len = rest + 1;
-  while (String(len).length + rest !== len) len = String(len).length + rest;
-  const out = Buffer.allocUnsafe(len);
-  let p = out.write(`${len} `, 0, 'latin1');
-  p += keyBytes.copy(out, p);
-  out[p++] = 0x3d;
-  p += valueBytes.copy(out, p);
-  out[p++] = 0x0a;
-  return out;
+  return encodePaxRecords([[key, value]]);
 }
 
+/** The records' bytes, written straight into one buffer (an entry has 3-4 of them: no buffer per record). */
 export function encodePaxRecords(records: ReadonlyArray<readonly [string, Buffer | string]>): Buffer {
-  return Buffer.concat(records.map(([k, v]) => encodePaxRecord(k, v)));
+  const lens: number[] = [];
+  let total = 0;
+  for (const [key, value] of records) {
+    if (key.length === 0 || key.includes('=') || key.includes('\n') || key.includes('\0')) {
+      throw new RangeError(`pax keyword ${JSON.stringify(key)} is empty or holds '=', NUL or a newline`);
+    }
+    const rest = 1 + Buffer.byteLength(key, 'utf8') + 1 + (typeof value === 'string' ? Buffer.byteLength(value, 'utf8') : value.length) + 1; // ' ' key '=' value '\n'
+    let len = rest + 1;
+    while (String(len).length + rest !== len) len = String(len).length + rest;
+    lens.push(len);
+    total += len;
+  }
+  const out = Buffer.allocUnsafe(total);
+  let p = 0;
+  for (let i = 0; i < records.length; i++) {
+    const [key, value] = records[i]!;
+    p += out.write(String(lens[i]), p, 'latin1');
+    out[p++] = 0x20;
+    p += out.write(key, p, 'utf8');
+    out[p++] = 0x3d;
+    p += typeof value === 'string' ? out.write(value, p, 'utf8') : value.copy(out, p);
+    out[p++] = 0x0a;
+  }
+  return out;
 }
 
 /**
@@ -133,11 +143,10 @@ export function parsePaxRecords(data: Buffer, headerOffset: number): PaxRecord[]
 
 /** Seconds with 9 fraction digits. Negative values are the exact decimal value, as GNU tar's code_timespec writes and decode_timespec reads them (-1.5 is 1.5 s before the epoch). */
 export function formatPaxTime(ns: bigint): string {
+  // from the decimal digits (BigInt division made several BigInts per time, three times per entry)
   const neg = ns < 0n;
-  const abs = neg ? -ns : ns;
-  const sec = abs / 1_000_000_000n;
-  const frac = abs % 1_000_000_000n;
-  return `${neg ? '-' : ''}${sec}.${frac.toString().padStart(9, '0')}`;
+  const digits = (neg ? -ns : ns).toString().padStart(10, '0');
+  return `${neg ? '-' : ''}${digits.slice(0, -9)}.${digits.slice(-9)}`;
 }
 
 /** Parses "[-]digits[.digits]" into nanoseconds (fraction digits past 9 are truncated, as GNU tar does). */

@@ -77,7 +77,7 @@ export function checkArchivePath(path: Buffer, what = 'path'): void {
 function splitUstarName(path: Buffer): { name: Buffer; prefix: Buffer } | null {
   const nameMax = USTAR_HEADER.name.length;
   const prefixMax = USTAR_HEADER.prefix.length;
-  if (path.length <= nameMax) return { name: path, prefix: Buffer.alloc(0) };
+  if (path.length <= nameMax) return { name: path, prefix: EMPTY };
   // The last '/' such that the prefix fits and the rest fits in name.
   for (let i = Math.min(prefixMax, path.length - 1); i > 0; i--) {
     if (path[i] === SLASH && path.length - i - 1 <= nameMax && path.length - i - 1 > 0) {
@@ -111,6 +111,9 @@ function ustarSeconds(ns: bigint): { sec: number; inRange: boolean } {
   const inRange = sec >= 0n && sec <= BigInt(OCTAL_MAX[12]);
   return { sec: inRange ? Number(sec) : 0, inRange };
 }
+
+/** An empty field (never written into). */
+const EMPTY = Buffer.alloc(0);
 
 /** Staging buffer size: headers and small chunks are gathered into one sink write. */
 const STAGING_BYTES = 128 * 1024;
@@ -198,18 +201,18 @@ export class TarWriter {
       addName(PAX_KEY.sparseName, path);
       records.push([PAX_KEY.sparseRealsize, String(size)]);
       // sparse.c: "%d/GNUSparseFile.%p/%f"; a pre-PAX reader extracts the stored form there.
-      ustarName = { name: placeholder(Buffer.concat([Buffer.from('./GNUSparseFile.0/'), basename(path)]), USTAR_HEADER.name.length), prefix: Buffer.alloc(0) };
+      ustarName = { name: placeholder(Buffer.concat([Buffer.from('./GNUSparseFile.0/'), basename(path)]), USTAR_HEADER.name.length), prefix: EMPTY };
     } else {
       const split = isAscii(path) ? splitUstarName(path) : null;
       if (split) ustarName = split;
       else {
         addName(PAX_KEY.path, path);
-        ustarName = { name: placeholder(path, USTAR_HEADER.name.length), prefix: Buffer.alloc(0) };
+        ustarName = { name: placeholder(path, USTAR_HEADER.name.length), prefix: EMPTY };
       }
     }
 
     // Link target.
-    let linkname: Buffer = Buffer.alloc(0);
+    let linkname: Buffer = EMPTY;
     if (entry.type === 'symlink' || entry.type === 'hardlink') {
       if (entry.linkTarget === undefined) throw writeError('E_TAR_FIELD', `a ${entry.type} needs linkTarget`);
       const target = toBytes(entry.linkTarget);
@@ -234,7 +237,7 @@ export class TarWriter {
         ids[k] = 0;
       }
     }
-    const owner: { uname: Buffer; gname: Buffer } = { uname: Buffer.alloc(0), gname: Buffer.alloc(0) };
+    const owner: { uname: Buffer; gname: Buffer } = { uname: EMPTY, gname: EMPTY };
     for (const k of ['uname', 'gname'] as const) {
       const v = entry[k];
       if (v === undefined) continue;
@@ -404,6 +407,6 @@ export class TarWriter {
 const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
 
 function emptyFields(): UstarFields {
-  const none = Buffer.alloc(0);
+  const none = EMPTY;
   return { name: none, mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, typeflag: TYPEFLAG.REGTYPE, linkname: none, uname: none, gname: none, devmajor: 0, devminor: 0, prefix: none };
 }
