@@ -68,6 +68,8 @@ export const ATTR_VALID_S = 3600;
  * MFT records to be parsed. About one reply of a walker's 32 KiB getdents buffer.
  */
 export const READDIR_LOOKAHEAD = 256;
+/** Entries taken from a listing at a time (by a request, or by the look-ahead between requests). */
+export const READDIR_STEP = 32;
 /** Entries held ahead over all open directory handles at most (a client opening many directories gets no look-ahead). */
 export const READDIR_LOOKAHEAD_TOTAL = 8192;
 /** Pages of one READ at most (max_pages): 1 MiB requests. */
@@ -425,13 +427,20 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
     }
   }
 
-  /** Prepares the handle's next entries once the current request has been answered. */
+  /**
+   * Prepares the handle's next entries once the current request has been answered, READDIR_STEP
+   * at a time: a request that arrives meanwhile waits for one step, not for the whole look-ahead
+   * (holding the handle for all of it made READDIRPLUS requests wait 0.7 of their 1.1 s in a walk).
+   */
   function lookAhead(d: DirHandle, plus: boolean): void {
-    if (d.done || d.released) return;
-    setImmediate(() => {
+    const step = (): void => {
       if (d.done || d.released || d.ahead.length >= READDIR_LOOKAHEAD) return;
-      locked(d, () => fill(d, READDIR_LOOKAHEAD, plus, true)).catch(() => {});
-    });
+      locked(d, () => fill(d, Math.min(READDIR_LOOKAHEAD, d.ahead.length + READDIR_STEP), plus, true)).then(
+        () => setImmediate(step),
+        () => {},
+      );
+    };
+    setImmediate(step);
   }
 
   /**
@@ -478,7 +487,7 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
       d.next++;
     }
     for (;;) {
-      if (d.ahead.length === 0) await fill(d, READDIR_LOOKAHEAD, plus, false);
+      if (d.ahead.length === 0) await fill(d, READDIR_STEP, plus, false);
       const a = d.ahead[0];
       if (!a) {
         // the end of the listing, or its error (answered once what came before it is out)

@@ -20,7 +20,7 @@ import { openDisk, type OpenDiskOptions } from '../disk/open.js';
 import type { Disk } from '../disk/types.js';
 import { readVolumes, type Volume, type VolumeTable } from '../volume/index.js';
 import { openFilesystem } from '../fs/open.js';
-import type { FileSystem, FileType, FsInfo, Stat, StatDetail } from '../fs/types.js';
+import type { DirEntry, FileSystem, FileType, FsInfo, Stat, StatDetail } from '../fs/types.js';
 import { S_IF } from '../fs/types.js';
 import { ExitCode, SnapferryError, toSnapferryError } from '../util/errors.js';
 import { PathNotFoundError, NotADirectoryError, MAX_PATH_COMPONENTS } from '../fs/path.js';
@@ -352,7 +352,33 @@ export class VmTree {
   }
 
   /** A directory's entries with their nodes, streamed (a filesystem directory is never built whole here). */
-  async *readdir(node: TreeNode): AsyncIterable<TreeEntry> {
+  readdir(node: TreeNode): AsyncIterable<TreeEntry> {
+    if (node.kind !== 'fs') return this.ownEntries(node);
+    // a filesystem's entries mapped one by one, without an async generator of our own in between
+    // (each of its steps costs a few promises, per entry of a walk)
+    const fs = node.volume.fs;
+    const volume = node.volume;
+    const ino = node.ino;
+    return {
+      [Symbol.asyncIterator](): AsyncIterator<TreeEntry> {
+        const inner = fs.readdir(ino)[Symbol.asyncIterator]();
+        const entry = (e: DirEntry): TreeEntry => {
+          const t: TreeEntry = { name: e.name, type: e.type, node: { kind: 'fs', volume, ino: e.ino } };
+          if (e.rawName) t.rawName = e.rawName;
+          return t;
+        };
+        return {
+          next: () => inner.next().then((r): IteratorResult<TreeEntry> => (r.done ? { done: true, value: undefined } : { done: false, value: entry(r.value) })),
+          return: async (): Promise<IteratorResult<TreeEntry>> => {
+            await inner.return?.();
+            return { done: true, value: undefined };
+          },
+        };
+      },
+    };
+  }
+
+  private async *ownEntries(node: TreeNode): AsyncIterable<TreeEntry> {
     switch (node.kind) {
       case 'root':
         for (const disk of this.disks) yield { name: disk.name, type: 'dir', node: { kind: 'disk', disk } };
@@ -362,11 +388,6 @@ export class VmTree {
         for (const v of node.disk.volumes) yield { name: v.name, type: 'dir', node: v.fs ? { kind: 'fs', volume: v as TreeVolume & { fs: FileSystem }, ino: v.fs.rootIno } : { kind: 'unreadable', volume: v } };
         return;
       case 'fs':
-        for await (const e of node.volume.fs.readdir(node.ino)) {
-          const entry: TreeEntry = { name: e.name, type: e.type, node: { kind: 'fs', volume: node.volume, ino: e.ino } };
-          if (e.rawName) entry.rawName = e.rawName;
-          yield entry;
-        }
         return;
       case 'unreadable':
         return;

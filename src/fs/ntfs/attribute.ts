@@ -36,11 +36,18 @@ export interface AttrExtent {
 /** Compression units above this are refused (NTFS itself only writes 16 clusters of <= 4 KiB). */
 export const MAX_COMPRESSION_UNIT_BYTES = 1 * MiB;
 
+/** The runs of every resident attribute (none; never changed). */
+const NO_RUNS: Run[] = Object.freeze([]) as unknown as Run[];
+
+function attrError(recordNo: number, msg: string, data: Record<string, string | number>): CorruptStructureError {
+  return new CorruptStructureError('E_NTFS_ATTR', `MFT record ${recordNo}: ${msg}`, { structure: 'ATTR_RECORD', record: recordNo, ...data });
+}
+
 /** Parses the attribute list of one MFT record (already fixed up); every length is checked against the record. */
 export function parseAttributes(rec: Buffer, attrsOffset: number, bytesInUse: number, recordNo: number, geo: NtfsGeometry): AttrExtent[] {
   const A = ATTR_RECORD;
-  const where = `MFT record ${recordNo}`;
-  const bad = (msg: string, data: Record<string, string | number> = {}) => new CorruptStructureError('E_NTFS_ATTR', `${where}: ${msg}`, { structure: 'ATTR_RECORD', record: recordNo, ...data });
+  // messages are built only when thrown: a walk parses every record
+  const bad = (msg: string, data: Record<string, string | number> = {}): CorruptStructureError => attrError(recordNo, msg, data);
   const out: AttrExtent[] = [];
   let pos = attrsOffset;
   // Each attribute is at least 16 bytes: a record cannot hold more than this many.
@@ -66,7 +73,7 @@ export function parseAttributes(rec: Buffer, attrsOffset: number, bytesInUse: nu
       const valueOffset = rec.readUInt16LE(pos + A.value_offset);
       if (valueOffset + valueLength > length) throw bad(`resident attribute 0x${type.toString(16)} value (${valueLength} bytes at ${valueOffset}) runs past its ${length} bytes`, { field: 'value_length', value: valueLength, limit: length - valueOffset });
       const value = Buffer.from(rec.subarray(pos + valueOffset, pos + valueOffset + valueLength));
-      out.push({ type, name, flags, instance, record: recordNo, resident: true, value, lowestVcn: 0, highestVcn: -1, runs: [], allocatedSize: valueLength, dataSize: valueLength, initializedSize: valueLength, compressionUnit: 0 });
+      out.push({ type, name, flags, instance, record: recordNo, resident: true, value, lowestVcn: 0, highestVcn: -1, runs: NO_RUNS, allocatedSize: valueLength, dataSize: valueLength, initializedSize: valueLength, compressionUnit: 0 });
     } else {
       if (length < A.NON_RESIDENT_SIZE) throw bad(`non-resident attribute 0x${type.toString(16)} is ${length} bytes, less than its ${A.NON_RESIDENT_SIZE}-byte header`, { field: 'length', value: length });
       const lowestVcn = readI64Fast(rec, pos + A.lowest_vcn, 'ATTR_RECORD', 'lowest_vcn');
@@ -77,7 +84,7 @@ export function parseAttributes(rec: Buffer, attrsOffset: number, bytesInUse: nu
       const compressionUnit = rec.readUInt8(pos + A.compression_unit);
       const ext: AttrExtent = {
         type, name, flags, instance, record: recordNo, resident: false, lowestVcn, highestVcn,
-        runs: decodeRunlist(rec, pos + mpOffset, pos + length, lowestVcn, highestVcn, geo.totalClusters, `${where} attribute 0x${type.toString(16)}${name ? ` '${name}'` : ''}`),
+        runs: decodeRunlist(rec, pos + mpOffset, pos + length, lowestVcn, highestVcn, geo.totalClusters, () => `MFT record ${recordNo} attribute 0x${type.toString(16)}${name ? ` '${name}'` : ''}`),
         allocatedSize: 0, dataSize: 0, initializedSize: 0, compressionUnit,
       };
       if (lowestVcn === 0) {

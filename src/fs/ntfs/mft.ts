@@ -63,6 +63,12 @@ export function parseMftRecord(buf: Buffer, recordNo: number, geo: NtfsGeometry)
   };
 }
 
+/** A base record is in use and is not an extension record, or the file does not exist. */
+function checkBase(n: number, base: MftRecord): void {
+  if (!(base.flags & MFT_RECORD_IN_USE)) throw new RecordNotFoundError(n, 'not in use (deleted)');
+  if (base.baseRecord !== 0) throw new RecordNotFoundError(n, `an extension record of ${base.baseRecord}, not a file`);
+}
+
 /** Attribute list entries (ATTR_LIST_ENTRY): which record holds which attribute extent. */
 export function parseAttributeList(v: Buffer, where: string): { type: number; name: string; lowestVcn: number; record: number }[] {
   const E = ATTR_LIST_ENTRY;
@@ -93,6 +99,7 @@ export class Inode {
   private names?: FileName[];
   /** Streams made so far, by `${type}:${name}` (most files ask for one or two, if any). */
   private streamCache?: Map<string, AttrStream>;
+  private unnamedData?: AttrStream | null;
   /**
    * What the filesystem layer derived from this file (ntfs.ts: its kind, its directory index, its
    * WOF reader): kept with the cached record and dropped with it. Plain fields rather than WeakMaps
@@ -136,14 +143,23 @@ export class Inode {
 
   /** The attribute (type, name) as a stream, or undefined. Names compare exactly (ntfs-3g: CASE_SENSITIVE). */
   stream(type: number, name = ''): AttrStream | undefined {
+    // the unnamed $DATA (every stat asks for it) without a Map and a key string
+    if (type === AT.DATA && name === '') {
+      if (this.unnamedData === undefined) this.unnamedData = this.makeStream(type, name) ?? null;
+      return this.unnamedData ?? undefined;
+    }
     const key = `${type}:${name}`;
     let s = this.streamCache?.get(key);
     if (s) return s;
+    s = this.makeStream(type, name);
+    if (s) (this.streamCache ??= new Map()).set(key, s);
+    return s;
+  }
+
+  private makeStream(type: number, name: string): AttrStream | undefined {
     const extents = this.attrs.filter((a) => a.type === type && a.name === name);
     if (!extents.length) return undefined;
-    s = new AttrStream(this.volume, this.geo, extents, `MFT record ${this.recordNo} attribute 0x${type.toString(16)}${name ? ` '${name}'` : ''}`);
-    (this.streamCache ??= new Map()).set(key, s);
-    return s;
+    return new AttrStream(this.volume, this.geo, extents, `MFT record ${this.recordNo} attribute 0x${type.toString(16)}${name ? ` '${name}'` : ''}`);
   }
 
   /** Names of the named $DATA streams, in attribute order. */
@@ -234,6 +250,28 @@ export class Mft {
     return new Mft(volume, geo, data, rec0, cacheBytes);
   }
 
+  /**
+   * inode() without waiting, when that needs no read: the cached inode, or one parsed from a cached
+   * MFT block that has no extension records; otherwise undefined (ask inode()). A walk's stats are
+   * mostly served so, without the promises of three nested async calls per file.
+   */
+  inodeNow(n: number, keep = true): Inode | undefined {
+    const hit = this.cache.get(n);
+    if (hit) return hit;
+    if (!Number.isSafeInteger(n) || n < 0 || n >= this.recordCount) throw new RecordNotFoundError(n, `outside the MFT's ${this.recordCount} records`);
+    const rs = this.geo.mftRecordSize;
+    if (MFT_READ_BLOCK % rs !== 0) return undefined;
+    const b = Math.floor((n * rs) / MFT_READ_BLOCK);
+    const buf = this.copyFromBlock(b, n * rs - b * MFT_READ_BLOCK);
+    if (!buf) return undefined;
+    const base = parseMftRecord(buf, n, this.geo);
+    checkBase(n, base);
+    if (base.attrs.some((a) => a.type === AT.ATTRIBUTE_LIST)) return undefined;
+    const inode = new Inode(n, base, base.attrs, this.volume, this.geo, rs);
+    if (keep) this.cache.set(n, inode);
+    return inode;
+  }
+
   /** One raw record, fixed up and parsed (not cached: inode() caches the assembled file). */
   async record(n: number): Promise<MftRecord> {
     if (!Number.isSafeInteger(n) || n < 0 || n >= this.recordCount) throw new RecordNotFoundError(n, `outside the MFT's ${this.recordCount} records`);
@@ -319,11 +357,10 @@ export class Mft {
    * swept from the old one) for every file of the walk.
    */
   async inode(n: number, keep = true): Promise<Inode> {
-    const hit = this.cache.get(n);
-    if (hit) return hit;
+    const now = this.inodeNow(n, keep);
+    if (now) return now;
     const base = await this.record(n);
-    if (!(base.flags & MFT_RECORD_IN_USE)) throw new RecordNotFoundError(n, 'not in use (deleted)');
-    if (base.baseRecord !== 0) throw new RecordNotFoundError(n, `an extension record of ${base.baseRecord}, not a file`);
+    checkBase(n, base);
     let attrs = base.attrs;
     let bytes = this.geo.mftRecordSize;
     const list = base.attrs.find((a) => a.type === AT.ATTRIBUTE_LIST);

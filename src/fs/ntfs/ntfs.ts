@@ -57,6 +57,22 @@ export interface InodeKind {
   wof?: boolean;
 }
 
+const FILE_KIND: InodeKind = { type: 'file' };
+const DIR_KIND: InodeKind = { type: 'dir' };
+
+/** Bytes a stream occupies, as ntfs-3g counts st_blocks: a resident value in 8-byte units rounded to sectors. */
+function allocOf(s: AttrStream): number {
+  return s.resident ? Math.ceil(((s.size + 7) & ~7) / 512) * 512 : s.compressedSize ?? s.allocatedSize;
+}
+
+/** The kind of a file that is neither a reparse point nor a system file (nearly every one), which kind() would find without reading anything. */
+function plainKind(inode: Inode): InodeKind | undefined {
+  const attrs = inode.si.fileAttributes;
+  if (attrs & FILE_ATTR.REPARSE_POINT) return undefined;
+  if (inode.isDirectory) return DIR_KIND;
+  return attrs & FILE_ATTR.SYSTEM ? undefined : FILE_KIND;
+}
+
 export class NtfsFsError extends SnapferryError {
   constructor(code: string, message: string, data: Record<string, string | number> = {}, exit: (typeof ExitCode)[keyof typeof ExitCode] = ExitCode.failure) {
     super(code, message, data, exit);
@@ -228,13 +244,13 @@ export class NtfsFileSystem implements FileSystem {
   }
 
   async stat(ino: number, detail: StatDetail = 'full'): Promise<Stat> {
-    const inode = await this.mft.inode(ino, detail === 'full');
-    const k = inode.kind ?? (await this.kind(inode));
+    const keep = detail === 'full';
+    const inode = this.mft.inodeNow(ino, keep) ?? (await this.mft.inode(ino, keep));
+    const k = inode.kind ?? plainKind(inode) ?? (await this.kind(inode));
     const si = inode.si;
     const data = inode.stream(AT.DATA);
     let size = 0;
     let allocatedSize = 0;
-    const allocOf = (s: AttrStream) => (s.resident ? Math.ceil(((s.size + 7) & ~7) / 512) * 512 : s.compressedSize ?? s.allocatedSize);
     if (k.type === 'symlink') size = Buffer.byteLength(k.target!);
     else if (k.type === 'dir') {
       const alloc = inode.stream(AT.INDEX_ALLOCATION, I30);
@@ -271,10 +287,10 @@ export class NtfsFileSystem implements FileSystem {
       atimeNs: si.accessNs,
       mtimeNs: si.dataChangeNs,
       ctimeNs: si.mftChangeNs,
-      birthtimeNs: si.creationNs,
     };
     if (k.rdev !== undefined) st.rdev = k.rdev;
     if (detail === 'posix') return st;
+    st.birthtimeNs = si.creationNs;
     st.ntfs = {
       dosAttributes: si.fileAttributes,
       encrypted: (si.fileAttributes & FILE_ATTR.ENCRYPTED) !== 0 || (data?.encrypted ?? false),

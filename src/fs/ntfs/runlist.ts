@@ -17,9 +17,13 @@ export interface Run {
 /** No attribute extent holds more pairs than its record has bytes; this caps a whole stream. */
 export const MAX_RUNS_PER_STREAM = 1 << 22;
 
-export function decodeRunlist(buf: Buffer, start: number, end: number, lowestVcn: number, highestVcn: number, totalClusters: number, where: string): Run[] {
+/** `where` names the attribute in errors (a function: the name is only built for an error). */
+export function decodeRunlist(buf: Buffer, start: number, end: number, lowestVcn: number, highestVcn: number, totalClusters: number, where: string | (() => string)): Run[] {
   const runs: Run[] = [];
-  const bad = (msg: string, data: Record<string, string | number> = {}) => new CorruptStructureError('E_NTFS_RUNLIST', `${where}: runlist ${msg}`, { structure: 'mapping pairs', where, ...data });
+  const bad = (msg: string, data: Record<string, string | number> = {}): CorruptStructureError => {
+    const w = typeof where === 'string' ? where : where();
+    return new CorruptStructureError('E_NTFS_RUNLIST', `${w}: runlist ${msg}`, { structure: 'mapping pairs', where: w, ...data });
+  };
   let pos = start;
   let vcn = lowestVcn;
   let lcn = 0;

@@ -188,6 +188,67 @@ t.test('extents agree with the bytes: holes read as zeros, data extents hold the
   }
 });
 
+t.test("the mount's paths agree with the full ones: stat 'posix', readInto a used buffer, MFT blocks evicted and reused under concurrent stats", async (t) => {
+  for (const name of ['ntfs-512.img', 'ntfs-4k.img'] as const) {
+    const img = join(dir, name);
+    const full = await open(t, img);
+    // 64 KiB of cache: two MFT blocks at a time, so concurrent stats evict and refill the buffers
+    // other stats are reading from
+    const vol = await volumeOf(img);
+    const small = await openNtfs(vol, { cacheBytes: 64 * 1024 });
+    t.teardown(async () => {
+      await small.close();
+      await vol.close();
+    });
+    let entries = 0;
+    let files = 0;
+    let ranges = 0;
+    const walk = async (dirIno: number, path: string): Promise<void> => {
+      const list: { name: string; ino: number; type: string }[] = [];
+      for await (const e of small.readdir(dirIno)) list.push({ name: e.name, ino: e.ino, type: e.type });
+      const expected: { name: string; ino: number; type: string }[] = [];
+      for await (const e of full.readdir(dirIno)) expected.push({ name: e.name, ino: e.ino, type: e.type });
+      t.same(list, expected, `${name}:${path}: the same listing with a 64 KiB cache`);
+      const posix = await Promise.all(list.map((e) => small.stat(e.ino, 'posix').catch((err: { code?: string }) => err.code ?? 'error')));
+      for (const [i, e] of list.entries()) {
+        entries++;
+        const want = await full.stat(e.ino).catch((err: { code?: string }) => err.code ?? 'error');
+        const got = posix[i]!;
+        if (typeof want === 'string' || typeof got === 'string') {
+          t.equal(got, want, `${name}:${path}/${e.name}: the same error`);
+          continue;
+        }
+        const { ntfs: _ntfs, birthtimeNs: _birth, ...wantPosix } = want;
+        t.same(got, wantPosix, `${name}:${path}/${e.name}: stat 'posix' is stat's POSIX fields`);
+        t.equal(got.ntfs, undefined, `${name}:${path}/${e.name}: stat 'posix' leaves the NTFS facts out`);
+        if (got.type === 'dir') await walk(e.ino, `${path}/${e.name}`);
+        else if (got.type === 'file' && !/wof-stub/.test(e.name)) {
+          files++;
+          for (const [offset, length] of [
+            [0, 65536],
+            [Math.floor(got.size / 3), 10000],
+            [Math.max(0, got.size - 5000), 20000],
+            [got.size + 1, 100],
+          ] as const) {
+            const wantBytes = await full.read(e.ino, offset, length).catch((err: { code?: string }) => err.code ?? 'error');
+            const out = Buffer.alloc(length, 0xa5);
+            const n = await small.readInto(e.ino, out, offset).catch((err: { code?: string }) => err.code ?? 'error');
+            if (typeof wantBytes === 'string' || typeof n === 'string') {
+              t.equal(n, wantBytes, `${name}:${path}/${e.name}: readInto fails as read does`);
+              continue;
+            }
+            ranges++;
+            if (n !== wantBytes.length || !out.subarray(0, n).equals(wantBytes)) t.fail(`${name}:${path}/${e.name}: readInto ${offset}+${length} gives read's ${wantBytes.length} bytes`);
+          }
+        }
+      }
+    };
+    await walk(full.rootIno, '');
+    t.ok(entries > 2100 && files > 2000, `${name}: ${entries} entries, ${files} files compared`);
+    t.pass(`${name}: ${ranges} ranges read into a buffer full of 0xa5 equal read()`);
+  }
+});
+
 t.test("owner SIDs equal the owner in ntfs-3g's system.ntfs_acl", async (t) => {
   const img = join(dir, 'ntfs-4k.img');
   const mnt = mountNtfs3g(t, img);
