@@ -15,15 +15,18 @@
  * which also trades JIT speed for size) 9.21 s / 123 MiB and 10.98 s / 116 MiB; V8's defaults
  * ~7.5 s / 177 MiB on ext4.
  *
+ * Flags set at run time are undone when a worker thread starts (util/v8-flags.ts): every Worker
+ * we start sets them again once online. (Before that was known, --optimize-for-size held only until
+ * the first zstd worker started.)
+ *
  * SNAPFERRY_V8=default keeps V8's own heuristics, SNAPFERRY_V8=size the old --optimize-for-size (for
  * measuring the difference). Called first thing by bin/snapferry.js and by the benchmarks.
  */
-import v8 from 'node:v8';
+import { setV8Flags } from '../util/v8-flags.js';
 
 export const V8_POLICY = ['--semi-space-growth-factor=1', '--heap-growing-percent=20'];
 
 export function tuneRuntime(env: NodeJS.ProcessEnv = process.env): void {
   if (env.SNAPFERRY_V8 === 'default') return;
-  if (env.SNAPFERRY_V8 === 'size') return v8.setFlagsFromString('--optimize-for-size');
-  for (const flag of V8_POLICY) v8.setFlagsFromString(flag);
+  setV8Flags(env.SNAPFERRY_V8 === 'size' ? ['--optimize-for-size'] : V8_POLICY);
 }

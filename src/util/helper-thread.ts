@@ -15,6 +15,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { SnapferryError } from './errors.js';
+import { reapplyV8Flags } from './v8-flags.js';
 
 const BOOT = `
 const { parentPort } = require('node:worker_threads');
@@ -68,6 +69,7 @@ class HelperThread {
 
   private constructor() {
     this.worker = new Worker(BOOT, { eval: true });
+    this.worker.once('online', reapplyV8Flags);
     this.worker.unref();
     this.worker.on('message', (m: { channel: number; msg?: unknown; failed?: string }) => {
       const sink = this.sinks.get(m.channel);
