@@ -17,6 +17,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync, writevSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { ExitCode, SnapferryError } from '../../util/errors.js';
+import { reapplyV8Flags } from '../../util/v8-flags.js';
 import { FUSE_MIN_READ_BUFFER, fuse_in_header, fuse_out_header, parseInHeader, writeOutHeader, type FuseInHeader } from './structs.js';
 
 /**
@@ -132,6 +133,8 @@ export class FuseSession {
       resourceLimits: { maxYoungGenerationSizeMb: 1, maxOldGenerationSizeMb: 16 },
     });
     this.readers++;
+    // Node undoes V8 flags set at run time when a worker starts (util/v8-flags.ts)
+    w.once('online', reapplyV8Flags);
     w.on('message', (m: ArrayBuffer | { end: string }) => {
       if (!(m instanceof ArrayBuffer)) return;
       const buf = Buffer.from(m);
