@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { checkBound, expectField } from '../../util/bounded.js';
 import { CorruptStructureError, ExitCode, SnapferryError, type ErrorData } from '../../util/errors.js';
-import { ByteLru } from '../../util/lru.js';
+import { ByteLru, detached } from '../../util/lru.js';
 import type { DirEntry, FileExtent, FileSystem, FileType, FsInfo, Stat, VolumeSource } from '../types.js';
 import { mapBlockmap } from './blockmap.js';
 import {
@@ -286,8 +286,13 @@ export class ExtFileSystem implements FileSystem {
     let pending = this.loadingBlocks.get(n);
     if (!pending) {
       pending = this.volume.read(n * this.blockSize, this.blockSize);
+      pending = pending.then((buf) => {
+        const own = detached(buf); // a cached view would pin its whole store (util/lru.ts)
+        this.blocks.set(n, own);
+        return own;
+      });
       this.loadingBlocks.set(n, pending);
-      pending.then((buf) => this.blocks.set(n, buf), () => {}).finally(() => this.loadingBlocks.delete(n));
+      pending.catch(() => {}).finally(() => this.loadingBlocks.delete(n));
     }
     return pending;
   }
@@ -339,7 +344,7 @@ export class ExtFileSystem implements FileSystem {
       const byte = index * inodeSize;
       checkBound('ext4_group_desc', 'bg_inode_table', gd.bg_inode_table + Math.floor(byte / blockSize), sb.s_blocks_count - 1, { group });
       const block = await this.readBlock(gd.bg_inode_table + Math.floor(byte / blockSize));
-      raw = Buffer.from(block.subarray(byte % blockSize, (byte % blockSize) + inodeSize));
+      raw = detached(block.subarray(byte % blockSize, (byte % blockSize) + inodeSize));
     }
     const inode = parseInode(ino, raw, inodeSize, this.hugeFile, blockSize);
     if (this.geometry.metadataCsum && inode.i_mode !== 0) {
