@@ -469,6 +469,10 @@ export async function mountTree(tree: VmTree, mountPoint: string, opts: MountOpt
       [2, DOTDOT],
     ] as const) {
       if (d.next !== pos) continue;
+      if (pos < want) {
+        d.next++; // a seek past it (after a restart): not listed again
+        continue;
+      }
       const need = recSize(name.length);
       if (used + need > out.length) return out.subarray(0, used);
       if (plus) {

@@ -98,6 +98,19 @@ t.test('feature-rich NTFS and ext4 images, mounted together, equal ntfs-3g and t
   t.ok(st.isFile(), 'the WOF stub (a reparse point without its compressed stream) is listed as a file');
 });
 
+t.test('seekdir to a telldir position lists exactly the entries after it (no repeated . and ..)', async (t) => {
+  const m = mountSnapferry(t, [ntfsImg, extImg]);
+  // perl's telldir/seekdir are glibc's: a seek makes the kernel ask for that offset, which restarts
+  // our listing of the directory handle
+  const script = 'opendir(D, $ARGV[0]) or die; my (@all, @pos); while (defined(my $e = readdir(D))) { push @pos, telldir(D); push @all, $e } for my $k (0, 1, 2, 5) { seekdir(D, $pos[$k]); my @rest; while (defined(my $e = readdir(D))) { push @rest, $e } print join("/", @rest), "\\n" } print join("/", @all), "\\n"';
+  for (const dir of [join(m.dir, 'ntfs-4k', 'whole'), join(m.dir, 'ext4', 'whole')]) {
+    const lines = execFileSync('perl', ['-e', script, dir], { encoding: 'utf8' }).trim().split('\n');
+    const all = lines.pop()!.split('/');
+    t.ok(all.length > 8 && all[0] === '.' && all[1] === '..', `${dir}: ${all.length} entries, '.' and '..' first`);
+    [0, 1, 2, 5].forEach((k, i) => t.same(lines[i]!.split('/'), all.slice(k + 1), `${dir}: after a seek past entry ${k}, the rest of the listing`));
+  }
+});
+
 t.test('a damaged file answers EIO, is logged with its code and path, and the rest stays readable', async (t) => {
   // A copy of ext4.img whose /hello.txt (inode 22: block group 0, inode table block 42, offset
   // 0x500, as debugfs's imap says) has its extent header's magic zeroed.
