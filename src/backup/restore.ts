@@ -50,31 +50,30 @@ const LINE_WINDOW = 16 * 1024;
 /** The bisection stops when the range left is this small (its last probes hit frames already decoded); a sequential scan finishes. */
 const SEEK_SCAN_BYTES = 4 * 1024;
 
-/** The line that starts at `start` (without its newline), and where the next one starts. Bounded by MAX_INDEX_LINE. */
-async function lineAt(ra: RandomAccess, start: number, what: string): Promise<{ text: string; next: number }> {
-  const parts: Buffer[] = [];
-  for (let off = start; off < ra.size; ) {
-    const b = await ra.read(off, Math.min(LINE_WINDOW, ra.size - off));
+/** Where the first newline at or after `from` is (-1 when there is none); a line longer than MAX_INDEX_LINE is corrupt. */
+async function newlineFrom(ra: RandomAccess, from: number, what: string): Promise<number> {
+  for (let at = from; at < ra.size; ) {
+    const b = await ra.read(at, Math.min(LINE_WINDOW, ra.size - at));
     const nl = b.indexOf(0x0a);
-    parts.push(nl < 0 ? b : b.subarray(0, nl));
-    if (nl >= 0) return { text: Buffer.concat(parts).toString('utf8'), next: off + nl + 1 };
-    off += b.length;
-    if (off - start > MAX_INDEX_LINE) throw new CorruptStructureError('E_INDEX_ENTRY', `${what}: a line longer than ${MAX_INDEX_LINE} bytes at byte ${start}`, { structure: 'IndexEntry', field: 'line' });
+    if (nl >= 0) return at + nl;
+    at += b.length;
+    if (at - from > MAX_INDEX_LINE) throw new CorruptStructureError('E_INDEX_ENTRY', `${what}: a line longer than ${MAX_INDEX_LINE} bytes after byte ${from}`, { structure: 'IndexEntry', field: 'line' });
   }
-  throw new CorruptStructureError('E_INDEX_TRUNCATED', `${what}: the last line has no end`, { structure: 'IndexEntry' });
+  return -1;
+}
+
+/** The line that starts at `start` (without its newline), and where the next one starts. */
+async function lineAt(ra: RandomAccess, start: number, what: string): Promise<{ text: string; next: number }> {
+  const nl = await newlineFrom(ra, start, what);
+  if (nl < 0) throw new CorruptStructureError('E_INDEX_TRUNCATED', `${what}: the last line has no end`, { structure: 'IndexEntry' });
+  return { text: (await ra.read(start, nl - start)).toString('utf8'), next: nl + 1 };
 }
 
 /** Where the first line that starts at or after `off` starts (ra.size when none does). */
 async function nextLineStart(ra: RandomAccess, off: number, what: string): Promise<number> {
   if (off === 0) return 0;
-  for (let at = off - 1; at < ra.size; ) {
-    const b = await ra.read(at, Math.min(LINE_WINDOW, ra.size - at));
-    const nl = b.indexOf(0x0a);
-    if (nl >= 0) return at + nl + 1;
-    at += b.length;
-    if (at - off > MAX_INDEX_LINE) throw new CorruptStructureError('E_INDEX_ENTRY', `${what}: a line longer than ${MAX_INDEX_LINE} bytes after byte ${off}`, { structure: 'IndexEntry', field: 'line' });
-  }
-  return ra.size;
+  const nl = await newlineFrom(ra, off - 1, what);
+  return nl < 0 ? ra.size : nl + 1;
 }
 
 /**

@@ -355,17 +355,10 @@ export class TarWriter {
     if (got !== expected) throw wrong(String(got));
   }
 
-  /** Zeros up to the next block boundary after `n` bytes; a promise only when the staging buffer had to be written. */
+  /** Zeros up to the next block boundary after `n` bytes; a promise only when something had to be written. */
   private pad(n: number): Promise<void> | undefined {
     const rem = padToBlock(n) - n;
-    if (rem === 0) return undefined;
-    if (rem <= STAGING_BYTES - this.staged) {
-      this.staging.fill(0, this.staged, this.staged + rem);
-      this.staged += rem;
-      this.offset += rem;
-      return this.staged === STAGING_BYTES ? this.flush() : undefined;
-    }
-    return this.stage(ZERO_BLOCK.subarray(0, rem));
+    return rem === 0 ? undefined : this.stage(ZERO_BLOCK.subarray(0, rem));
   }
 
   /**
