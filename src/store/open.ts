@@ -1,6 +1,7 @@
 /**
  * A repository URL to its store: a path (or file:///path) is a local directory;
- * sftp://user@host[:port]/path is SFTP, wrapped in the retry decorator (retry.ts).
+ * sftp://user@host[:port]/path is SFTP, run on the helper thread (thread.ts) and wrapped in the retry
+ * decorator (retry.ts).
  */
 import { LocalStore } from './local.js';
 import { StoreError } from './errors.js';
@@ -9,8 +10,13 @@ import type { OpenStoreOptions, Store } from './types.js';
 
 export async function openStore(url: string, opts: OpenStoreOptions = {}): Promise<Store> {
   if (url.startsWith('sftp://')) {
-    const { SftpStore } = await import('./sftp.js');
-    return new RetryingStore(await SftpStore.open(url, opts), retryPolicy(opts.retries));
+    // SNAPFERRY_STORE_THREAD=0 keeps the SFTP work on the calling thread (for comparison).
+    if (process.env.SNAPFERRY_STORE_THREAD === '0') {
+      const { SftpStore } = await import('./sftp.js');
+      return new RetryingStore(await SftpStore.open(url, opts), retryPolicy(opts.retries));
+    }
+    const { ThreadStore } = await import('./thread.js');
+    return new RetryingStore(await ThreadStore.open(url, opts), retryPolicy(opts.retries));
   }
   if (url.startsWith('file://')) return LocalStore.open(url, opts);
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) throw new StoreError('E_STORE_URL', `${url}: snapferry stores archives in a directory or at sftp://user@host[:port]/path`, { url });

@@ -493,6 +493,12 @@ class SftpPut implements PutHandle {
   /** Bytes [0, acked) are acknowledged by the server (contiguous prefix). */
   private acked = 0;
   private readonly segments: Segment[] = [];
+  /**
+   * What was written and not yet acknowledged, kept to be sent again after a reconnect: byte `o` of
+   * the object at ring[o % PUT_BUFFER_BYTES]. One allocation per put instead of a copy per piece,
+   * which, held until acknowledged, lived long enough to be promoted and waited for a Mark-Compact.
+   */
+  private readonly ring = Buffer.allocUnsafeSlow(PUT_BUFFER_BYTES);
   private inflight = 0;
   /** Bumped on every reconnect and on abort: callbacks of older writes are ignored. */
   private generation = 0;
@@ -531,12 +537,16 @@ class SftpPut implements PutHandle {
   async write(chunk: Buffer): Promise<void> {
     this.checkOpen();
     this.sample(chunk);
-    for (let at = 0; at < chunk.length; at += WRITE_CHUNK) {
-      const len = Math.min(WRITE_CHUNK, chunk.length - at);
+    for (let at = 0; at < chunk.length; ) {
+      // pieces end on WRITE_CHUNK boundaries of the object, so none crosses the ring's end
+      const len = Math.min(WRITE_CHUNK - (this.written % WRITE_CHUNK), chunk.length - at);
       await this.until(() => this.written - this.acked + len <= PUT_BUFFER_BYTES);
-      // a copy: the caller may reuse its buffer once write() resolves, and we may have to resend it
-      this.segments.push({ offset: this.written, data: Buffer.from(chunk.subarray(at, at + len)), sent: false, acked: false });
+      // the window guarantees [written, written + len) of the ring holds nothing unacknowledged
+      const r = this.written % PUT_BUFFER_BYTES;
+      chunk.copy(this.ring, r, at, at + len);
+      this.segments.push({ offset: this.written, data: this.ring.subarray(r, r + len), sent: false, acked: false });
       this.written += len;
+      at += len;
       this.pump();
     }
   }
@@ -569,7 +579,8 @@ class SftpPut implements PutHandle {
       if (n > 0) {
         const last = this.segments[n - 1]!;
         this.acked = last.offset + last.data.length;
-        for (const done of this.segments.splice(0, n)) released(done.data.length);
+        // ssh2's two copies of each piece (the SFTP WRITE packet, the SSH packet) are garbage by now
+        for (const done of this.segments.splice(0, n)) released(2 * done.data.length);
       }
       this.pump();
       this.wake();

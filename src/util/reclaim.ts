@@ -37,10 +37,21 @@ function gcFunction(): GcFunction | null {
   return gc;
 }
 
+let reclaimBytes = RECLAIM_BYTES;
+
+/**
+ * Sets this thread's RECLAIM_BYTES. The SFTP store's thread (store/thread.ts) collects more often:
+ * its garbage is ssh2's packet copies, and what waits there for a collection also stays in that
+ * thread's own malloc arena, which the rest of the process cannot reuse.
+ */
+export function setReclaimBytes(bytes: number): void {
+  reclaimBytes = bytes;
+}
+
 /** `bytes` of native buffers just became garbage. */
 export function released(bytes: number): void {
   pending += bytes;
-  if (pending < RECLAIM_BYTES) return;
+  if (pending < reclaimBytes) return;
   pending = 0;
   const f = gcFunction();
   if (!f) return;

@@ -16,6 +16,8 @@ import { userInfo } from 'node:os';
 import { rmSync } from 'node:fs';
 import { SftpStore, PUT_BUFFER_BYTES } from '../../src/store/sftp.js';
 import { openStore } from '../../src/store/open.js';
+import { ThreadStore } from '../../src/store/thread.js';
+import { RetryingStore } from '../../src/store/retry.js';
 import { StoreError } from '../../src/store/errors.js';
 import type { Store } from '../../src/store/types.js';
 import { storeConformance } from '../conformance/store.js';
@@ -28,7 +30,26 @@ const url = (port: number, path: string): string => `sftp://root@127.0.0.1:${por
 const opts = { sshKey: sshd.clientKey, knownHostsFile: sshd.knownHosts, create: true };
 let n = 0;
 
-t.test('conformance', (t) => storeConformance(t, () => openStore(url(sshd.port, join(sshd.dir, `repo${++n}`)), opts), (s) => decodeURIComponent(new URL(s.url).pathname)));
+t.test('conformance (openStore: the SftpStore on the helper thread)', (t) => storeConformance(t, () => openStore(url(sshd.port, join(sshd.dir, `repo${++n}`)), opts), (s) => decodeURIComponent(new URL(s.url).pathname)));
+
+t.test('conformance (the SftpStore on the calling thread)', (t) => storeConformance(t, () => SftpStore.open(url(sshd.port, join(sshd.dir, `repo${++n}`)), opts), (s) => decodeURIComponent(new URL(s.url).pathname)));
+
+t.test('openStore runs an sftp:// store on the helper thread, and its errors cross typed', async (t) => {
+  const s = (await openStore(url(sshd.port, join(sshd.dir, 'threaded')), opts)) as RetryingStore;
+  t.ok(s.inner instanceof ThreadStore, 'the store behind the retry layer is the ThreadStore');
+  await s.close();
+  const kh = join(sshd.dir, 'kh-empty-threaded');
+  writeFileSync(kh, '');
+  const e = await openStore(url(sshd.port, join(sshd.dir, 'threaded')), { ...opts, knownHostsFile: kh }).then(
+    () => null,
+    (err: unknown) => err,
+  );
+  t.ok(e instanceof StoreError, 'a StoreError on this side');
+  t.match(e, { code: 'E_SSH_HOSTKEY_UNKNOWN', retryable: false, data: { host: '127.0.0.1', port: sshd.port } }, 'with its code, data and retryable flag');
+  const k = join(sshd.dir, 'stranger-threaded');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', k]);
+  await t.rejects(openStore(url(sshd.port, join(sshd.dir, 'x')), { ...opts, sshKey: k }), { code: 'E_SSH_AUTH' });
+});
 
 t.test('host keys: unknown refused, accept-new records it, a changed key is refused', async (t) => {
   const kh = join(sshd.dir, 'kh-empty');
