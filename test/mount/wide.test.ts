@@ -5,13 +5,15 @@
  *
  * What the memory checks guard against, as measured here (2 cores, loaded, default 96 MiB cache):
  *  - the listing built whole (fuse-native's readdir, or a look-ahead without its bound): the mount
- *    runs with a 40 MB V8 heap (NODE_OPTIONS=--max-old-space-size=40). Streaming peaks at ~20 MB of
- *    heap and lists fine under it; a handle that took all 200,000 entries (names and nodes only, no
- *    attributes) at its first READDIRPLUS died of heap exhaustion 5.6 s in, the listing then fails.
+ *    runs with a 40 MB V8 heap (NODE_OPTIONS=--max-old-space-size=40). Streaming lists fine under it
+ *    (--trace-gc with an 8 MiB cache: at most ~19 MB before a collection); a handle that took all
+ *    200,000 entries (names and nodes only, no attributes) at its first READDIRPLUS died of heap
+ *    exhaustion 5.6 s in, and the listing failed (ECONNABORTED). The cap assumes the default cache:
+ *    with --cache-mib 256 the caches' own objects exhausted it too.
  *  - a table that grows per listed entry (a node per READDIRPLUS entry kept until FORGET, which
  *    the kernel does not send while it caches the dentries): VmRSS after 200,000 entries may exceed
  *    VmRSS after 50,000 by at most 12 MB (80 bytes per entry). Measured: -1.6 to +3.6 MB.
- *  - everything else held per entry outside the heap: VmHWM <= 240 MB. Measured 179-182 MB: ~71 MB
+ *  - everything else held per entry outside the heap: VmHWM <= 240 MB. Measured 179-183 MB: ~71 MB
  *    at start, the caches' budget, and ~64 MB of malloc'd 4 KiB block buffers that the ext reader
  *    drops at each inode table miss (the directory is listed in hash order, so its inodes are read
  *    at random from a 51 MB inode table) until V8 collects them.
