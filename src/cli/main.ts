@@ -66,8 +66,8 @@ Options:
   --ignore-cid-mismatch   accept a delta whose parentCID differs from its parent's CID
   --max-chain-depth N     refuse chains deeper than N (default 64)
   --allow-external-extents  accept VMDK extent names that are absolute or contain '..'
-  --cache-mib N           byte budget of the grain caches, in MiB (default 32); ls/cat/stat give the
-                          filesystem's metadata caches the same budget again
+  --cache-mib N           byte budget of the grain caches, in MiB (default 32, backup 16); ls/cat/stat
+                          give the filesystem's metadata caches the same budget again
   --force                 export: overwrite OUT if it exists (never one of the source's files)
   --progress / --no-progress   export: a progress bar (default: only when stderr is a terminal)
   -R, --recursive         ls: walk the whole tree below PATH (pre-order, streamed)
@@ -188,6 +188,12 @@ const options = {
  * RSS of 124, 132 and 150 MiB.
  */
 const DEFAULT_CACHE_MIB = 32;
+/**
+ * A backup reads each directory and inode table block once, in tree order: half the budget, same
+ * speed. ext4 bench volume over SFTP, alternating runs: peak RSS 141-143 MB with 32 MiB, 134-135 MB
+ * with 16; wall times within the runs' spread (11.6-13.7 s).
+ */
+const BACKUP_CACHE_MIB = 16;
 
 export interface CommonOptions {
   json: boolean;
@@ -224,7 +230,7 @@ export async function main(argv: string[]): Promise<number> {
       ignoreCidMismatch: values['ignore-cid-mismatch'] === true,
       allowExternalExtents: values['allow-external-extents'] === true,
       maxChainDepth: intOption('max-chain-depth', values['max-chain-depth'], 64, 1, 4096),
-      cacheBytes: intOption('cache-mib', values['cache-mib'], DEFAULT_CACHE_MIB, 1, 65536) * 1024 * 1024,
+      cacheBytes: intOption('cache-mib', values['cache-mib'], command === 'backup' ? BACKUP_CACHE_MIB : DEFAULT_CACHE_MIB, 1, 65536) * 1024 * 1024,
     };
     // ls, cat, stat, mount with --repo: DISK is an image backup's ID, read from the repository (--identity)
     const fromRepo =
