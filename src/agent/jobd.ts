@@ -248,8 +248,9 @@ export class Jobd {
   private finish(id: string, stateName: 'done' | 'failed' | 'cancelled', exitCode: number | null, error?: { code: string; message: string }): void {
     const t = now();
     const prev = this.o.state.status(id);
-    this.o.state.setStatus(id, { ...prev, state: stateName, updatedAt: t, endedAt: t, ...(exitCode !== null ? { exitCode } : {}), ...(error ? { error } : {}) });
+    // the log's last line first: `job --follow` stops once the status is terminal, and must find it
     appendJobLog(this.o.state, id, { event: 'end', state: stateName, ...(exitCode !== null ? { exitCode } : {}), ...(error ? { error } : {}) }, this.o.config().jobLogMaxBytes);
+    this.o.state.setStatus(id, { ...prev, state: stateName, updatedAt: t, endedAt: t, ...(exitCode !== null ? { exitCode } : {}), ...(error ? { error } : {}) });
     this.log(stateName === 'done' ? 6 : 4, `jobd: job ${id} ${stateName}${exitCode !== null ? ` (exit ${exitCode})` : ''}`);
   }
 }

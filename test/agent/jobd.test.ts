@@ -134,3 +134,21 @@ t.test('a job output line is cut at MAX_LOG_LINE; the agent log is rotated past 
   t.ok(existsSync(`${state.agentLog}.1`), `agent.log past ${AGENT_LOG_MAX_BYTES} bytes was rotated to agent.log.1`);
   t.equal(readFileSync(state.agentLog, 'utf8').trim().split('\n').length, 1, 'and the new agent.log holds the new line only');
 });
+
+t.test('a job\'s end record is in its log before its status turns terminal (what job --follow relies on)', async (t) => {
+  const { state, d } = setup({});
+  state.ensure();
+  const spec = job('order', ['ls', '--json', vmx]);
+  let seen: string | null = null;
+  // every status write that ends the job looks at the log as `job --follow` would at that moment
+  const setStatus = state.setStatus.bind(state);
+  state.setStatus = (id, s) => {
+    if (id === spec.id && ['done', 'failed', 'cancelled'].includes(s.state)) seen = readFileSync(state.logPath(id), 'utf8').trim().split('\n').at(-1)!;
+    setStatus(id, s);
+  };
+  state.submit(spec);
+  d.start();
+  await until('the job to end', () => ['done', 'failed'].includes(state.status(spec.id).state));
+  await d.stop();
+  t.match(seen, /"event":"end","state":"done"/, 'the log already ended with the end record');
+});
