@@ -188,13 +188,13 @@ export class ThreadStore implements Store {
   }
 
   /** One request to the thread; the process stays up while any is unanswered. */
-  request<T = void>(msg: Record<string, unknown>, transfer?: ArrayBuffer[]): Promise<T> {
+  request<T = void>(msg: Record<string, unknown>): Promise<T> {
     if (this.dead) return Promise.reject(this.dead);
     const id = this.next++;
     return new Promise<T>((resolve, reject) => {
       this.waiters.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.channel.busy(true);
-      this.channel.post({ ...msg, id }, transfer);
+      this.channel.post({ ...msg, id });
     });
   }
 

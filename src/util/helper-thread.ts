@@ -7,8 +7,7 @@
  * A job opens a channel: the handler's source text (a function body that receives `require`, `post`
  * and `data` and returns the function that takes each message) is compiled in the thread once per
  * channel, so each channel keeps its own state (a zstd context, a hash state). Messages travel in
- * order in both directions; SharedArrayBuffers passed in `data` or messages are shared, not copied,
- * and ArrayBuffers named in a transfer list move (both ends' `post` take one).
+ * order in both directions; SharedArrayBuffers passed in `data` or messages are shared, not copied.
  * The sources are our own constant strings, never input.
  *
  * The thread keeps the process alive only while some channel is busy (`ref`), and stops when the last
@@ -42,8 +41,8 @@ export class HelperThreadError extends SnapferryError {}
 
 /** One job's end of the helper thread. */
 export interface Channel {
-  /** Sends a message to the channel's handler; `transfer` moves ArrayBuffers instead of copying them. */
-  post(msg: unknown, transfer?: ArrayBuffer[]): void;
+  /** Sends a message to the channel's handler. */
+  post(msg: unknown): void;
   /** While any channel is busy the thread holds the process open. */
   busy(yes: boolean): void;
   /** Detaches the handler; the last close stops the thread. */
@@ -97,9 +96,9 @@ class HelperThread {
     this.worker.postMessage({ open: id, source, data });
     let closed = false;
     return {
-      post: (msg, transfer) => {
+      post: (msg) => {
         if (this.dead) throw this.dead;
-        this.worker.postMessage({ channel: id, msg }, transfer);
+        this.worker.postMessage({ channel: id, msg });
       },
       busy: (yes) => {
         if (yes) this.busyChannels.add(id);
