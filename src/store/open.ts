@@ -11,12 +11,8 @@ import type { OpenStoreOptions, Store } from './types.js';
 export async function openStore(url: string, opts: OpenStoreOptions = {}): Promise<Store> {
   if (url.startsWith('sftp://')) {
     // SNAPFERRY_STORE_THREAD=0 keeps the SFTP work on the calling thread (for comparison).
-    if (process.env.SNAPFERRY_STORE_THREAD === '0') {
-      const { SftpStore } = await import('./sftp.js');
-      return new RetryingStore(await SftpStore.open(url, opts), retryPolicy(opts.retries));
-    }
-    const { ThreadStore } = await import('./thread.js');
-    return new RetryingStore(await ThreadStore.open(url, opts), retryPolicy(opts.retries));
+    const inner = process.env.SNAPFERRY_STORE_THREAD === '0' ? await (await import('./sftp.js')).SftpStore.open(url, opts) : await (await import('./thread.js')).ThreadStore.open(url, opts);
+    return new RetryingStore(inner, retryPolicy(opts.retries));
   }
   if (url.startsWith('file://')) return LocalStore.open(url, opts);
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) throw new StoreError('E_STORE_URL', `${url}: snapferry stores archives in a directory or at sftp://user@host[:port]/path`, { url });

@@ -143,7 +143,7 @@ export class ThreadStore implements Store {
   private next = 0;
   private nextHandle = 0;
   private dead: Error | null = null;
-  private channel: Channel;
+  private readonly channel: Channel;
 
   private constructor(readonly url: string) {
     const tsx = import.meta.url.endsWith('.ts');
@@ -193,7 +193,7 @@ export class ThreadStore implements Store {
     const id = this.next++;
     return new Promise<T>((resolve, reject) => {
       this.waiters.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.channel.busy(true);
+      if (this.waiters.size === 1) this.channel.busy(true);
       this.channel.post({ ...msg, id });
     });
   }
