@@ -207,13 +207,18 @@ async function proxy(target: number): Promise<Proxy> {
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-/** A store straight to sshd that watches a directory of the repository: every listing must hold only complete objects it was told of. */
-function watcher(direct: Store, complete: Set<string>): { stop(): Promise<void>; listings: number; bad: string[] } {
+/**
+ * A store straight to sshd that watches a directory of the repository: every listing may hold only
+ * objects it was told may be committing, each at its full size. (A listing sent before the commit's
+ * rename can answer after it, so an object becomes allowed when its end() is called, not when it
+ * resolves; a partial under the final name would still show a short size.)
+ */
+function watcher(direct: Store, committing: Map<string, number>): { stop(): Promise<void>; listings: number; bad: string[] } {
   const w = { listings: 0, bad: [] as string[], stop: async () => {} };
   let on = true;
   const loop = (async () => {
     while (on) {
-      for (const o of await direct.list()) if (!complete.has(o.name)) w.bad.push(`${o.name} (${o.size} bytes)`);
+      for (const o of await direct.list()) if (committing.get(o.name) !== o.size) w.bad.push(`${o.name} (${o.size} bytes)`);
       w.listings++;
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -246,8 +251,8 @@ t.test('one 16 MiB upload whose connections are cut 20 times (seeded: in handsha
   // no connection can carry the 16 MiB upload to its end before all 20 cuts have happened.
   const budgets = Array.from({ length: 20 }, (_, i) => (i % 4 === 1 ? 100 + Math.floor(rand() * 2900) : (64 << 10) + Math.floor(rand() * (576 << 10))));
   t.ok(budgets.reduce((a, b) => a + b, 0) < body.length, 'the budgets cannot carry the whole upload');
-  const complete = new Set<string>();
-  const w = watcher(direct, complete);
+  const committing = new Map<string, number>();
+  const w = watcher(direct, committing);
   p.cutConnectionsAfter(budgets);
   const s = await openStore(url(p.port, repo), { ...opts, retries: 8 });
   t.teardown(() => s.close());
@@ -258,6 +263,7 @@ t.test('one 16 MiB upload whose connections are cut 20 times (seeded: in handsha
     try {
       const h = await s.put('big');
       for (let at = 0; at < body.length; at += 256 << 10) await h.write(body.subarray(at, at + (256 << 10)));
+      committing.set('big', body.length);
       await h.end();
       done = true;
     } catch (err) {
@@ -266,7 +272,6 @@ t.test('one 16 MiB upload whose connections are cut 20 times (seeded: in handsha
       t.equal(await direct.stat('big'), null, 'and nothing is accepted under the name');
     }
   }
-  complete.add('big');
   await w.stop();
   t.ok(done, `the upload completed (${failures} put(s) failed and were retried)`);
   t.equal(p.cuts, 20, 'the connection was cut 20 times');
