@@ -110,8 +110,13 @@ const ops = {
 return (m) => answer(m.id, Promise.resolve().then(() => ops[m.op](m)));
 `;
 
-/** The thread's util/reclaim.ts step: a minor GC there every 1 MiB of ssh2's dropped packet copies. */
-const THREAD_RECLAIM_BYTES = 1024 * 1024;
+/**
+ * The thread's util/reclaim.ts step: a minor GC there every 4 MiB of ssh2's dropped packet copies.
+ * Every 1 MiB was ~2,300 forced scavenges per backup of the ext4 bench volume (~0.8 s of the
+ * thread's time by --trace-gc); alternating runs with 4 MiB: ext4 11.09-11.38 s against
+ * 11.42-11.49 s, NTFS 12.33-13.39 against 12.94-13.32, the same peak RSS (131-135 MB).
+ */
+const THREAD_RECLAIM_BYTES = 4 * 1024 * 1024;
 
 /**
  * Bytes a put's shared slot carries to the thread per write message. Each message and its answer

@@ -93,6 +93,21 @@ t.test('AgeSink output decrypts with stock age -d byte-identically, and AgeReade
   }
 });
 
+t.test('writes of whole chunks (sealed in place) and of one piece: the last chunk is still sealed as the last', async (t) => {
+  for (const size of [65536, 131072, 3 * 65536, 3 * 65536 + 1, 2 * 65536 - 1]) {
+    for (const piece of [size, 65536, 131073]) {
+      const input = randomData(size, size + piece);
+      const sink = memorySink();
+      const age = new AgeSink(sink, [k1.recipient]);
+      for (let p = 0; p < size; p += piece) await age.write(input.subarray(p, p + piece));
+      await age.end();
+      const file = join(dir, `whole-${size}-${piece}.age`);
+      writeFileSync(file, sink.bytes());
+      t.ok(stockDecrypt(file, k1.file).equals(input), `${size} bytes in writes of ${piece}: age -d gives the input`);
+    }
+  }
+});
+
 t.test('AgeReader reads random ranges of files encrypted by stock age -r', async (t) => {
   for (const size of SIZES) {
     const input = randomData(size, size + 11);

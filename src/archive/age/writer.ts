@@ -65,6 +65,12 @@ export class AgeSink implements ByteSink {
     let p = 0;
     while (p < data.length) {
       if (this.chunkLength === CHUNK_SIZE) o = this.seal(false, out, o);
+      // a whole chunk with more bytes after it is sealed where it lies (it cannot be the last one)
+      if (this.chunkLength === 0 && data.length - p > CHUNK_SIZE) {
+        o = this.seal(false, out, o, data.subarray(p, p + CHUNK_SIZE));
+        p += CHUNK_SIZE;
+        continue;
+      }
       const n = Math.min(CHUNK_SIZE - this.chunkLength, data.length - p);
       data.copy(this.chunk, this.chunkLength, p, p + n);
       this.chunkLength += n;
@@ -103,10 +109,13 @@ export class AgeSink implements ByteSink {
     await this.inner.write(out);
   }
 
-  /** Seals the open chunk into out[o..] as chunk `counter`; returns the offset after it. */
-  private seal(last: boolean, out: Buffer, o: number): number {
+  /**
+   * Seals the open chunk, or `whole` (a full chunk of a write, when none is open), into out[o..] as
+   * chunk `counter`; returns the offset after it.
+   */
+  private seal(last: boolean, out: Buffer, o: number, whole?: Buffer): number {
     const c = createCipheriv('chacha20-poly1305', this.payloadKey, chunkNonce(this.counter, last), { authTagLength: TAG_SIZE });
-    const body = c.update(this.chunk.subarray(0, this.chunkLength));
+    const body = c.update(whole ?? this.chunk.subarray(0, this.chunkLength));
     c.final();
     o += body.copy(out, o);
     o += c.getAuthTag().copy(out, o);
