@@ -12,7 +12,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { CorruptStructureError } from '../util/errors.js';
-import type { FileType, Stat } from '../fs/types.js';
+import { devNumbers, type FileType, type Stat } from '../fs/types.js';
 
 export const INDEX_FORMAT = 'snapferry-index';
 export const INDEX_VERSION = 1;
@@ -43,6 +43,9 @@ export interface IndexEntry {
   sha256?: string;
   /** An image backup's full disk member: sha256 of its 1 MiB blocks' sha256s (src/backup/image-hash.ts). */
   blocksSha256?: string;
+  /** A device node's numbers, as its tar header carries them (absent in indexes written before them). */
+  devMajor?: number;
+  devMinor?: number;
   /** Extended attribute names stored with the entry (NTFS streams, DOS attributes; ext xattrs). */
   xattrs?: string[];
   /** A hard link: the tree path of the entry (in the same archive) that carries the data. */
@@ -71,6 +74,11 @@ export function indexEntryOf(pathBytes: Buffer, st: Stat): IndexEntry {
     atimeNs: String(st.atimeNs),
   };
   if (!isUtf8(pathBytes)) e.pathB64 = pathBytes.toString('base64');
+  if ((st.type === 'chardev' || st.type === 'blockdev') && st.rdev !== undefined) {
+    const { major, minor } = devNumbers(st.rdev);
+    e.devMajor = major;
+    e.devMinor = minor;
+  }
   return e;
 }
 
@@ -100,6 +108,8 @@ export function parseIndexEntry(text: string, line: number | string): IndexEntry
   for (const k of ['mode', 'uid', 'gid', 'size', 'nlink'] as const) if (!Number.isSafeInteger(e[k]) || (e[k] as number) < 0) throw bad(k, line, 'is not a non-negative integer');
   for (const k of ['mtimeNs', 'ctimeNs', 'atimeNs'] as const) if (typeof e[k] !== 'string' || !/^-?\d{1,25}$/.test(e[k] as string)) throw bad(k, line, 'is not a decimal nanosecond time');
   for (const k of ['header', 'data'] as const) if (e[k] !== undefined && (!Number.isSafeInteger(e[k]) || (e[k] as number) < 0)) throw bad(k, line, 'is not an offset');
+  // the ustar devmajor/devminor fields: 7 octal digits
+  for (const k of ['devMajor', 'devMinor'] as const) if (e[k] !== undefined && (!Number.isSafeInteger(e[k]) || (e[k] as number) < 0 || (e[k] as number) > 0o7777777)) throw bad(k, line, 'is not a device number');
   for (const k of ['pathB64', 'target', 'targetB64', 'sha256', 'link', 'archive'] as const) if (e[k] !== undefined && typeof e[k] !== 'string') throw bad(k, line, 'is not a string');
   if (e.sha256 !== undefined && !/^[0-9a-f]{64}$/.test(e.sha256 as string)) throw bad('sha256', line, 'is not a sha256');
   if (e.blocksSha256 !== undefined && (typeof e.blocksSha256 !== 'string' || !/^[0-9a-f]{64}$/.test(e.blocksSha256))) throw bad('blocksSha256', line, 'is not a sha256');

@@ -197,9 +197,8 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       }
       const entry: TarEntry = { path: pathBytes, type: tt, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtimeNs: st.mtimeNs, atimeNs: st.atimeNs, ctimeNs: st.ctimeNs };
       if (tt === 'chardev' || tt === 'blockdev') {
-        const rdev = st.rdev ?? 0;
-        entry.devMajor = Math.floor(rdev / 256) & 0xfff;
-        entry.devMinor = (rdev & 0xff) | ((rdev >>> 12) & 0xfff00);
+        entry.devMajor = base.devMajor ?? 0;
+        entry.devMinor = base.devMinor ?? 0;
       }
       if (tt === 'symlink') {
         const target = await pre.target!;

@@ -9,6 +9,7 @@
  * under a temporary name and renamed, and an existing file is replaced only with `overwrite`.
  * Every file's bytes are checked against the index's sha256 before it gets its final name.
  */
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { constants as F } from 'node:fs';
 import { chmod, lchown, lstat, link, lutimes, mkdir, open, rename, rm, symlink, utimes } from 'node:fs/promises';
@@ -169,6 +170,11 @@ export interface RestoreOptions {
   paths: string[];
   target: string;
   overwrite: boolean;
+  /**
+   * Create the device nodes an archive holds (as root). Off by default: a guest's archive should not
+   * be able to give whoever reads the restore a door to one of the host's disks.
+   */
+  devices?: boolean;
   onProgress?: (p: { files: number; bytes: number; path: string }) => void;
   onWarning?: (w: { path: string; code: string; message: string }) => void;
 }
@@ -273,6 +279,26 @@ function times(e: IndexEntry): [number | Date, number | Date] {
   return [one(e.atimeNs), one(e.mtimeNs)];
 }
 
+/** Why a special file is not made (null: it is): a reason the warning can give. */
+function specialRefusal(e: IndexEntry, devices: boolean, isRoot: boolean): string | null {
+  if (e.type === 'fifo') return null;
+  if (e.type === 'socket') return 'a socket is not in the archive (a listening program makes it)';
+  if (!devices) return 'device nodes are made only with --devices (GNU tar, as root, makes them from the archive)';
+  if (!isRoot) return 'making a device node needs root';
+  if (e.devMajor === undefined || e.devMinor === undefined) return "the backup's index does not carry its device numbers (GNU tar restores it from the archive)";
+  return null;
+}
+
+/** A fifo or device node at `path` (mode 0600 until chmod): coreutils' mkfifo and mknod, as Node has neither call. */
+async function makeSpecial(path: string, e: IndexEntry): Promise<void> {
+  const [cmd, args] = e.type === 'fifo' ? ['mkfifo', ['-m', '600', '--', path]] : ['mknod', ['-m', '600', '--', path, e.type === 'chardev' ? 'c' : 'b', String(e.devMajor), String(e.devMinor)]];
+  await new Promise<void>((resolve, reject) =>
+    execFile(cmd as string, args as string[], { timeout: 30_000 }, (err, _out, stderr) =>
+      err ? reject(new RestoreError('E_RESTORE_SPECIAL', `${e.path}: ${cmd} failed: ${String(stderr).trim() || err.message}`, { path: e.path, command: cmd as string }, ExitCode.failure)) : resolve(),
+    ),
+  );
+}
+
 export async function runRestore(o: RestoreOptions): Promise<RestoreSummary> {
   await requireRepository(o.store);
   const m = await readManifest(o.store, o.id);
@@ -336,9 +362,26 @@ export async function restoreEntries(o: Omit<RestoreOptions, 'store' | 'identiti
         continue;
       }
       if (e.type !== 'file') {
-        // device nodes, fifos: Node cannot mknod; stock tar restores them from the same archive
-        s.skipped++;
-        o.onWarning?.({ path: e.path, code: 'W_RESTORE_SPECIAL', message: `${e.path}: a ${e.type} is not restored by snapferry (GNU tar restores it from the archive)` });
+        const why = specialRefusal(e, o.devices === true, isRoot);
+        if (why) {
+          s.skipped++;
+          o.onWarning?.({ path: e.path, code: 'W_RESTORE_SPECIAL', message: `${e.path}: a ${e.type} is not restored: ${why}` });
+          continue;
+        }
+        // made under an ASCII name in the target (mknod and mkfifo take names as text; a guest's
+        // may be any bytes), then given its owner, mode and times, and renamed into place
+        const made = `${o.target}/.snapferry-restore-${process.pid}-${s.entries}`;
+        await makeSpecial(made, e);
+        try {
+          if (isRoot) await lchown(made, e.uid, e.gid);
+          await chmod(made, e.mode & 0o7777);
+          await utimes(made, ...times(e));
+          await rename(made, dest);
+        } catch (err) {
+          await rm(made, { force: true });
+          throw err;
+        }
+        s.files++;
         continue;
       }
       const first = e.link ? restoredAt.get(e.link) : undefined;

@@ -45,6 +45,8 @@ export interface RestoreCliOptions extends RepoCliOptions {
   identity?: string;
   target?: string;
   overwrite: boolean;
+  /** restore: make device nodes too (root). */
+  devices?: boolean;
   /** restore --image: the disks of an image backup as sparse raw files (--vmdk: monolithicSparse VMDKs). */
   image?: boolean;
   vmdk?: boolean;
@@ -198,6 +200,7 @@ export async function restoreCommand(archive: string, paths: string[], o: Restor
       paths,
       target: o.target,
       overwrite: o.overwrite,
+      devices: o.devices === true,
       onProgress: (p) => (o.json ? undefined : status(`${p.files} files, ${humanBytes(p.bytes)}  ${p.path}`)),
       onWarning: (w) => (o.json ? emit(o, { event: 'warning', ...w }, '') : process.stderr.write(`${process.stderr.isTTY ? '\n' : ''}${w.code.startsWith('W_') ? 'note' : 'error'}: ${w.path}: ${w.code}: ${w.message}\n`)),
     });

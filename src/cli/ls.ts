@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ExitCode, SnapferryError, toSnapferryError } from '../util/errors.js';
-import type { DirEntry, FileSystem, FileType, Stat } from '../fs/types.js';
+import { devNumbers, type DirEntry, type FileSystem, type FileType, type Stat } from '../fs/types.js';
 import { MAX_PATH_COMPONENTS } from '../fs/path.js';
 import { humanBytes, table } from './output.js';
 import { readChunks, stdout } from './cat.js';
@@ -53,13 +53,6 @@ export function isoNs(ns: bigint): string {
   return `${base.slice(0, -5)}.${frac.toString().padStart(9, '0')}Z`;
 }
 
-/** Linux's major/minor of a dev_t (glibc gnu_dev_major / gnu_dev_minor). */
-export function devNumbers(rdev: number): { major: number; minor: number } {
-  const dev = BigInt(rdev);
-  const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
-  const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
-  return { major, minor };
-}
 
 /**
  * A path for a terminal: control characters and backslashes escaped (so one entry is one line),
@@ -236,6 +229,9 @@ export interface LsRecord {
   nlink: number;
   mtime: string;
   target?: string;
+  /** A device node's numbers. */
+  devMajor?: number;
+  devMinor?: number;
   sha256?: string;
   ino: number;
   /** Set when the entry's link target or contents could not be read (its code and message). */
@@ -264,6 +260,11 @@ async function record(fs: FileSystem, e: WalkEntry, sha256: boolean): Promise<Ls
     mtime: isoNs(st.mtimeNs),
     ino: e.ino,
   };
+  if ((st.type === 'chardev' || st.type === 'blockdev') && st.rdev !== undefined) {
+    const { major, minor } = devNumbers(st.rdev);
+    r.devMajor = major;
+    r.devMinor = minor;
+  }
   try {
     if (st.type === 'symlink') r.target = await fs.readlink(e.ino);
     if (sha256 && st.type === 'file') r.sha256 = await sha256Of(fs, e.ino);

@@ -112,6 +112,9 @@ Backups need only public keys (--recipient, --recipients-file); reading one need
   --identity KEYFILE      restore/verify: the age identity file (- for stdin)
   --target DIR|-          restore: where to write (created); - writes one file's bytes to stdout
   --overwrite             restore: replace existing files
+  --devices               restore: also make the device nodes the backup holds (root only; off by
+                          default: a guest's archive should not open a host disk to the restore's
+                          readers). FIFOs are always made; sockets are never archived.
   --image                 backup: each disk whole, as disks/DISKID.raw (GNU sparse 1.0) beside the VM's
                           descriptors; --incremental stores only changed blocks (from the delta chain,
                           or block hashes in the state). restore --image: each disk (or the DISKIDs
@@ -174,6 +177,7 @@ const options = {
   identity: { type: 'string' },
   target: { type: 'string' },
   overwrite: { type: 'boolean' },
+  devices: { type: 'boolean' },
   'ssh-key': { type: 'string' },
   'accept-new-host-key': { type: 'boolean' },
   'known-hosts': { type: 'string' },
@@ -294,7 +298,7 @@ export async function main(argv: string[]): Promise<number> {
             image: values.image === true,
           });
         }
-        const ro = { ...repo, ...(values.identity !== undefined ? { identity: values.identity } : {}), ...(values.target !== undefined ? { target: values.target } : {}), overwrite: values.overwrite === true, image: values.image === true, vmdk: values.vmdk === true };
+        const ro = { ...repo, ...(values.identity !== undefined ? { identity: values.identity } : {}), ...(values.target !== undefined ? { target: values.target } : {}), overwrite: values.overwrite === true, devices: values.devices === true, image: values.image === true, vmdk: values.vmdk === true };
         if (command === 'verify') {
           if (rest.length > 1) throw new UsageError('verify takes at most one archive ID');
           return await cli.verifyCommand(rest[0], ro);

@@ -1,7 +1,7 @@
 /** snapferry stat: everything the reader knows of one entry, as text or one JSON object. */
 import { ExitCode } from '../util/errors.js';
-import type { ExtentState, FileSystem, Stat } from '../fs/types.js';
-import { devNumbers, isoNs, modeString, printablePath } from './ls.js';
+import { devNumbers, type ExtentState, type FileSystem, type Stat } from '../fs/types.js';
+import { isoNs, modeString, printablePath } from './ls.js';
 import { stdout } from './cat.js';
 import { planTarget, resolveTargetPath, withTarget, type FsCommandOptions } from './target.js';
 

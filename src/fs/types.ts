@@ -53,6 +53,14 @@ export interface Stat {
   ext?: { flags: number; encrypted: boolean; casefolded: boolean; generation: number };
 }
 
+/** Linux's major/minor of a dev_t (glibc gnu_dev_major / gnu_dev_minor). */
+export function devNumbers(rdev: number): { major: number; minor: number } {
+  const dev = BigInt(rdev);
+  const major = Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & ~0xfffn));
+  const minor = Number((dev & 0xffn) | ((dev >> 12n) & ~0xffn));
+  return { major, minor };
+}
+
 /** How much of a Stat to fill in: 'full' (the default) or only the POSIX fields. */
 export type StatDetail = 'full' | 'posix';
 

@@ -46,13 +46,13 @@ async function hostileRepo(entries: (member: { header: number; data: number }) =
   return { store, id };
 }
 
-async function restoreInto(repo: { store: LocalStore; id: string }): Promise<{ target: string; outside: string; warnings: { path: string; code: string }[] }> {
+async function restoreInto(repo: { store: LocalStore; id: string }, devices = false): Promise<{ target: string; outside: string; warnings: { path: string; code: string }[] }> {
   const base = mkdtempSync(join(work, 'restore-'));
   const target = join(base, 'target');
   const outside = join(base, 'outside');
   mkdirSync(outside);
   const warnings: { path: string; code: string }[] = [];
-  await runRestore({ store: repo.store, id: repo.id, identities, paths: [], target, overwrite: false, onWarning: (w) => warnings.push(w) }).catch((err: { code: string }) => warnings.push({ path: '(restore)', code: err.code }));
+  await runRestore({ store: repo.store, id: repo.id, identities, paths: [], target, overwrite: false, devices, onWarning: (w) => warnings.push(w) }).catch((err: { code: string }) => warnings.push({ path: '(restore)', code: err.code }));
   return { target, outside, warnings };
 }
 
@@ -94,10 +94,30 @@ t.test('a symlink planted in the target beforehand is not followed either', asyn
   t.same(readdirSync(outside), [], 'nothing was written through the planted link');
 });
 
-t.test('device nodes: a chardev entry is not created', async (t) => {
-  const r = await restoreInto(await hostileRepo(() => [plain('dev-null', 'chardev')]));
+t.test('device nodes: a chardev entry is not created without --devices', async (t) => {
+  const r = await restoreInto(await hostileRepo(() => [plain('dev-null', 'chardev', { devMajor: 1, devMinor: 3 })]));
   t.ok(r.warnings.some((w) => w.code === 'W_RESTORE_SPECIAL'), 'reported as not restored');
   t.notOk(existsSync(join(r.target, 'dev-null')), 'no device node in the target');
+});
+
+t.test('device nodes with --devices: made inside the target only; .. and absolute names are refused', async (t) => {
+  if (process.getuid?.() !== 0) {
+    if (process.env.CI === 'true') t.fail('mknod needs root, and CI runs as root');
+    else t.skip('needs root (mknod)');
+    return;
+  }
+  const victim = join(work, 'devices-victim');
+  const up = await restoreInto(await hostileRepo(() => [plain('../outside/sda', 'blockdev', { devMajor: 8, devMinor: 0 })]), true);
+  t.ok(up.warnings.some((w) => w.code === 'E_RESTORE_PATH'), `../outside/sda refused: ${JSON.stringify(up.warnings)}`);
+  t.same(readdirSync(up.outside), [], 'nothing beside the target');
+  const abs = await restoreInto(await hostileRepo(() => [plain(victim, 'chardev', { devMajor: 1, devMinor: 3 })]), true);
+  t.ok(abs.warnings.some((w) => w.code === 'E_RESTORE_PATH'), 'an absolute name refused');
+  t.notOk(existsSync(victim), 'nothing at the absolute path');
+  const r = await restoreInto(await hostileRepo(() => [plain('dev/zero', 'chardev', { mode: 0o600, devMajor: 1, devMinor: 5 })]), true);
+  t.same(r.warnings, [], 'no warning');
+  const st = lstatSync(join(r.target, 'dev', 'zero'), { bigint: true });
+  t.ok(st.isCharacterDevice() && st.rdev === 0x105n && (st.mode & 0o7777n) === 0o600n, 'dev/zero is a chardev 1:5, mode 0600, inside the target');
+  t.same(readdirSync(r.target).filter((f) => f.startsWith('.snapferry-restore-')), [], 'no temporary name left');
 });
 
 t.test('an index pointing at another member is caught by the member name check', async (t) => {
