@@ -21,6 +21,7 @@ import type { RandomAccess } from '../archive/types.js';
 import { readEntryAt, readMemberRange } from '../archive/tar/reader.js';
 import { CorruptStructureError, ExitCode, SnapferryError, toSnapferryError } from '../util/errors.js';
 import { archiveName, indexName, readManifest, requireRepository, type Manifest } from './repo.js';
+import { XattrSetter } from './xattr-restore.js';
 
 /** Unlocked age identities, or their AGE-SECRET-KEY-1 strings. */
 export type Identities = readonly (string | X25519Identity)[];
@@ -223,8 +224,8 @@ export function selects(paths: string[], e: IndexEntry): boolean {
   });
 }
 
-/** A file's bytes, from the archive that holds them, checked against the index's sha256. */
-export async function* entryData(archives: Archives, self: string, e: IndexEntry): AsyncIterable<Buffer> {
+/** The tar member an index entry points at, checked to carry the entry's name. */
+async function memberOf(archives: Archives, self: string, e: IndexEntry): Promise<{ ra: RandomAccess; member: Awaited<ReturnType<typeof readEntryAt>>; where: string }> {
   if (e.header === undefined) throw new RestoreError('E_RESTORE_NO_DATA', `${e.path}: the backup holds no data for it${e.error ? ` (${e.error.code}: ${e.error.message})` : ''}`, { path: e.path }, ExitCode.failure);
   const where = e.archive ?? self;
   const ra = await archives.get(where);
@@ -235,6 +236,20 @@ export async function* entryData(archives: Archives, self: string, e: IndexEntry
   if (!name.equals(want) && !name.equals(entryPathBytes(e))) {
     throw new CorruptStructureError('E_RESTORE_INDEX', `${e.path}: the index points at tar member '${name.toString('utf8')}' in ${where}`, { path: e.path, archive: where, header: e.header });
   }
+  return { ra, member, where };
+}
+
+/** An entry's extended attributes (the index names them, its tar member's PAX records hold them). */
+export async function entryXattrs(archives: Archives, self: string, e: IndexEntry): Promise<Array<[string, Buffer]>> {
+  const named = new Set(e.xattrs ?? []);
+  if (named.size === 0) return [];
+  const { member } = await memberOf(archives, self, e);
+  return (member.entry.xattrs ?? []).filter(([n]) => named.has(n));
+}
+
+/** A file's bytes, from the archive that holds them, checked against the index's sha256. */
+export async function* entryData(archives: Archives, self: string, e: IndexEntry): AsyncIterable<Buffer> {
+  const { ra, member, where } = await memberOf(archives, self, e);
   const hash = createHash('sha256');
   for (let off = 0; off < e.size; off += CHUNK) {
     const b = await readMemberRange(ra, member, off, Math.min(CHUNK, e.size - off));
@@ -306,7 +321,7 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreSummary> {
   if (m.kind === 'image') return (await import('./image-restore.js')).restoreImageFiles(o);
   const archives = new Archives(o.store, o.identities);
   try {
-    const s = await restoreEntries(o, m.id, indexEntries(o.store, m, o.identities, o.paths), (e) => entryData(archives, m.id, e));
+    const s = await restoreEntries(o, m.id, indexEntries(o.store, m, o.identities, o.paths), (e) => entryData(archives, m.id, e), (e) => entryXattrs(archives, m.id, e));
     s.bytesFetched = await archives.totalFetched();
     return s;
   } finally {
@@ -318,7 +333,13 @@ export async function runRestore(o: RestoreOptions): Promise<RestoreSummary> {
  * Writes entries (in tree order, each directory before what is in it) under o.target, with the
  * rules above; `data` gives a regular file's bytes. Shared by file-level and image restores.
  */
-export async function restoreEntries(o: Omit<RestoreOptions, 'store' | 'identities'>, id: string, entries: AsyncIterable<IndexEntry>, data: (e: IndexEntry) => AsyncIterable<Buffer>): Promise<RestoreSummary> {
+export async function restoreEntries(
+  o: Omit<RestoreOptions, 'store' | 'identities'>,
+  id: string,
+  entries: AsyncIterable<IndexEntry>,
+  data: (e: IndexEntry) => AsyncIterable<Buffer>,
+  xattrsOf?: (e: IndexEntry) => Promise<ReadonlyArray<readonly [string, Buffer]>>,
+): Promise<RestoreSummary> {
   const root = Buffer.from(o.target);
   if ((await isRealDir(root)) === null) await mkdir(o.target, { recursive: true });
   else if (!(await isRealDir(root))) throw new RestoreError('E_RESTORE_TARGET', `${o.target} is not a directory`, { target: o.target }, ExitCode.usage);
@@ -331,93 +352,112 @@ export async function restoreEntries(o: Omit<RestoreOptions, 'store' | 'identiti
     s.errors++;
     o.onWarning?.({ path, code: e.code, message: e.message });
   };
+  const xattrs = new XattrSetter(o.target);
+  /** The entry's extended attributes, once it has its final name (a hard link shares its first name's). */
+  const placed = async (e: IndexEntry, dest: Buffer): Promise<void> => {
+    if (!xattrsOf || !e.xattrs?.length) return;
+    await xattrs.add(dest.subarray(root.length + 1), await xattrsOf(e));
+  };
 
-  for await (const e of entries) {
-    if (!selects(o.paths, e)) continue;
-    s.entries++;
-    const parts = safeComponents(entryPathBytes(e));
-    const dir = await ensureDirs(root, parts.slice(0, -1));
-    const dest = Buffer.concat([dir, Buffer.from('/'), parts[parts.length - 1]!]);
-    try {
-      const existing = await lstat(dest).catch(() => null);
-      if (e.type === 'dir') {
-        if (existing && !(existing.isDirectory() && !existing.isSymbolicLink())) {
-          if (!o.overwrite) throw new RestoreError('E_RESTORE_EXISTS', `${dest.toString('utf8')} exists and is not a directory (--overwrite replaces it)`, { path: e.path }, ExitCode.failure);
-          await rm(dest, { force: true });
-        }
-        if (!existing || !existing.isDirectory()) await mkdir(dest, { mode: 0o700 });
-        dirs.push({ path: dest, e });
-        continue;
-      }
-      if (existing) {
-        if (!o.overwrite) throw new RestoreError('E_RESTORE_EXISTS', `${dest.toString('utf8')} exists (--overwrite replaces it)`, { path: e.path }, ExitCode.failure);
-        if (existing.isDirectory() && !existing.isSymbolicLink()) throw new RestoreError('E_RESTORE_EXISTS', `${dest.toString('utf8')} is a directory`, { path: e.path }, ExitCode.failure);
-      }
-      const tmp = Buffer.concat([dir, Buffer.from(`/.snapferry-restore-${process.pid}-${s.entries}`)]);
-      if (e.type === 'symlink') {
-        await symlink(e.targetB64 !== undefined ? Buffer.from(e.targetB64, 'base64') : Buffer.from(e.target ?? ''), tmp);
-        if (isRoot) await lchown(tmp, e.uid, e.gid);
-        await lutimes(tmp, ...times(e));
-        await rename(tmp, dest);
-        continue;
-      }
-      if (e.type !== 'file') {
-        const why = specialRefusal(e, o.devices === true, isRoot);
-        if (why) {
-          s.skipped++;
-          o.onWarning?.({ path: e.path, code: 'W_RESTORE_SPECIAL', message: `${e.path}: a ${e.type} is not restored: ${why}` });
+  try {
+    for await (const e of entries) {
+      if (!selects(o.paths, e)) continue;
+      s.entries++;
+      const parts = safeComponents(entryPathBytes(e));
+      const dir = await ensureDirs(root, parts.slice(0, -1));
+      const dest = Buffer.concat([dir, Buffer.from('/'), parts[parts.length - 1]!]);
+      try {
+        const existing = await lstat(dest).catch(() => null);
+        if (e.type === 'dir') {
+          if (existing && !(existing.isDirectory() && !existing.isSymbolicLink())) {
+            if (!o.overwrite) throw new RestoreError('E_RESTORE_EXISTS', `${dest.toString('utf8')} exists and is not a directory (--overwrite replaces it)`, { path: e.path }, ExitCode.failure);
+            await rm(dest, { force: true });
+          }
+          if (!existing || !existing.isDirectory()) await mkdir(dest, { mode: 0o700 });
+          dirs.push({ path: dest, e });
+          await placed(e, dest);
           continue;
         }
-        // made under an ASCII name in the target (mknod and mkfifo take names as text; a guest's
-        // may be any bytes), then given its owner, mode and times, and renamed into place
-        const made = `${o.target}/.snapferry-restore-${process.pid}-${s.entries}`;
-        await makeSpecial(made, e);
+        if (existing) {
+          if (!o.overwrite) throw new RestoreError('E_RESTORE_EXISTS', `${dest.toString('utf8')} exists (--overwrite replaces it)`, { path: e.path }, ExitCode.failure);
+          if (existing.isDirectory() && !existing.isSymbolicLink()) throw new RestoreError('E_RESTORE_EXISTS', `${dest.toString('utf8')} is a directory`, { path: e.path }, ExitCode.failure);
+        }
+        const tmp = Buffer.concat([dir, Buffer.from(`/.snapferry-restore-${process.pid}-${s.entries}`)]);
+        if (e.type === 'symlink') {
+          await symlink(e.targetB64 !== undefined ? Buffer.from(e.targetB64, 'base64') : Buffer.from(e.target ?? ''), tmp);
+          if (isRoot) await lchown(tmp, e.uid, e.gid);
+          await lutimes(tmp, ...times(e));
+          await rename(tmp, dest);
+          await placed(e, dest);
+          continue;
+        }
+        if (e.type !== 'file') {
+          const why = specialRefusal(e, o.devices === true, isRoot);
+          if (why) {
+            s.skipped++;
+            o.onWarning?.({ path: e.path, code: 'W_RESTORE_SPECIAL', message: `${e.path}: a ${e.type} is not restored: ${why}` });
+            continue;
+          }
+          // made under an ASCII name in the target (mknod and mkfifo take names as text; a guest's
+          // may be any bytes), then given its owner, mode and times, and renamed into place
+          const made = `${o.target}/.snapferry-restore-${process.pid}-${s.entries}`;
+          await makeSpecial(made, e);
+          try {
+            if (isRoot) await lchown(made, e.uid, e.gid);
+            await chmod(made, e.mode & 0o7777);
+            await utimes(made, ...times(e));
+            await rename(made, dest);
+          } catch (err) {
+            await rm(made, { force: true });
+            throw err;
+          }
+          s.files++;
+          await placed(e, dest);
+          continue;
+        }
+        const first = e.link ? restoredAt.get(e.link) : undefined;
+        if (first) {
+          await link(first, tmp);
+          await rename(tmp, dest);
+          s.files++;
+          continue;
+        }
+        // O_EXCL | O_NOFOLLOW: a name planted meanwhile is never written through
+        const fh = await open(tmp, F.O_WRONLY | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW, 0o600);
         try {
-          if (isRoot) await lchown(made, e.uid, e.gid);
-          await chmod(made, e.mode & 0o7777);
-          await utimes(made, ...times(e));
-          await rename(made, dest);
+          let off = 0;
+          for await (const b of data(e)) {
+            // all-zero pieces become holes: a sparse file stays sparse
+            if (!b.every((x) => x === 0)) await fh.write(b, 0, b.length, off);
+            off += b.length;
+            s.bytes += b.length;
+            o.onProgress?.({ files: s.files, bytes: s.bytes, path: e.path });
+          }
+          await fh.truncate(off);
         } catch (err) {
-          await rm(made, { force: true });
+          await fh.close();
+          await rm(tmp, { force: true });
           throw err;
         }
-        s.files++;
-        continue;
-      }
-      const first = e.link ? restoredAt.get(e.link) : undefined;
-      if (first) {
-        await link(first, tmp);
-        await rename(tmp, dest);
-        s.files++;
-        continue;
-      }
-      // O_EXCL | O_NOFOLLOW: a name planted meanwhile is never written through
-      const fh = await open(tmp, F.O_WRONLY | F.O_CREAT | F.O_EXCL | F.O_NOFOLLOW, 0o600);
-      try {
-        let off = 0;
-        for await (const b of data(e)) {
-          // all-zero pieces become holes: a sparse file stays sparse
-          if (!b.every((x) => x === 0)) await fh.write(b, 0, b.length, off);
-          off += b.length;
-          s.bytes += b.length;
-          o.onProgress?.({ files: s.files, bytes: s.bytes, path: e.path });
-        }
-        await fh.truncate(off);
-      } catch (err) {
         await fh.close();
-        await rm(tmp, { force: true });
-        throw err;
+        if (isRoot) await lchown(tmp, e.uid, e.gid);
+        await chmod(tmp, e.mode & 0o7777);
+        await utimes(tmp, ...times(e));
+        await rename(tmp, dest);
+        restoredAt.set(e.path, dest);
+        s.files++;
+        await placed(e, dest);
+      } catch (err) {
+        warn(e.path, err);
       }
-      await fh.close();
-      if (isRoot) await lchown(tmp, e.uid, e.gid);
-      await chmod(tmp, e.mode & 0o7777);
-      await utimes(tmp, ...times(e));
-      await rename(tmp, dest);
-      restoredAt.set(e.path, dest);
-      s.files++;
-    } catch (err) {
-      warn(e.path, err);
     }
+  } catch (err) {
+    await xattrs.close();
+    throw err;
+  }
+  for (const w of await xattrs.close()) {
+    s.errors++;
+    o.onWarning?.(w);
   }
   // directories last, deepest first: their times and modes would change as their contents arrive
   for (const d of dirs.reverse()) {

@@ -115,6 +115,7 @@ Backups need only public keys (--recipient, --recipients-file); reading one need
   --devices               restore: also make the device nodes the backup holds (root only; off by
                           default: a guest's archive should not open a host disk to the restore's
                           readers). FIFOs are always made; sockets are never archived.
+                          Extended attributes are set with setfattr (Debian package attr).
   --image                 backup: each disk whole, as disks/DISKID.raw (GNU sparse 1.0) beside the VM's
                           descriptors; --incremental stores only changed blocks (from the delta chain,
                           or block hashes in the state). restore --image: each disk (or the DISKIDs

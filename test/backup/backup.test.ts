@@ -14,8 +14,15 @@ import { join } from 'node:path';
 import { image, requireTool } from '../helpers/images.js';
 import { snapferry } from '../helpers/cli.js';
 import { startSshd } from '../helpers/sshd.js';
+import { mountLoop } from '../helpers/mounts.js';
 
-requireTool('age', 'age-keygen', 'zstd', 'tar', 'debugfs', 'ssh-keygen');
+requireTool('age', 'age-keygen', 'zstd', 'tar', 'debugfs', 'ssh-keygen', 'getfattr');
+
+/** Every extended attribute below `root`, as getfattr dumps them (hex values, symlinks not followed), one stanza per entry in path order. */
+function xattrDump(root: string): string {
+  const dump = execFileSync('getfattr', ['-R', '-h', '-d', '-m', '-', '-e', 'hex', '.'], { cwd: root, encoding: 'utf8', maxBuffer: 1 << 26 });
+  return dump.split('\n\n').filter((s) => s.trim()).sort().join('\n\n') + '\n';
+}
 
 const vm = image('sample-vm');
 const vmx = join(vm, 'sample.vmx');
@@ -178,6 +185,10 @@ t.test('incremental backups store only changed files and know what was deleted',
   t.ok(specials.length >= 3 && specials.some((r) => r.devMajor === 300 && r.devMinor === 70000), `the source has a fifo and device nodes, one of them 300:70000 (${specials.map((r) => r.path).join(' ')})`);
   t.same(compare(src, got, true), [], `the restored point equals the changed source (${src.size} entries, ${specials.length} of them fifos and device nodes; ${sockets.length} socket not archived)`);
   t.ok(existsSync(join(out, 'ext4', 'whole', 'new.txt')) && !existsSync(join(out, 'ext4', 'whole', 'hello.txt')), 'the new file is there, the deleted one is not');
+  // extended attributes: the kernel's view of the changed image is the oracle
+  const kernel = xattrDump(mountLoop(t, img, 'ro,noload'));
+  t.match(kernel, /# file: xattr\/ns\nsecurity\.s=0x[0-9a-f]+\ntrusted\.t=0x[0-9a-f]+\nuser\.empty=0x\n/, 'the source has security., trusted. and empty xattrs');
+  t.equal(xattrDump(join(out, 'ext4', 'whole')), kernel, `the restored xattrs equal the kernel's (getfattr -R -d -m -: ${kernel.split('# file:').length - 1} entries)`);
 });
 
 t.test('verify passes a sound backup and names the entry of a flipped bit', async (t) => {

@@ -103,7 +103,7 @@ t.test('device nodes: a chardev entry is not created without --devices', async (
 t.test('device nodes with --devices: made inside the target only; .. and absolute names are refused', async (t) => {
   if (process.getuid?.() !== 0) {
     if (process.env.CI === 'true') t.fail('mknod needs root, and CI runs as root');
-    else t.skip('needs root (mknod)');
+    else t.plan(0, 'needs root (mknod)');
     return;
   }
   const victim = join(work, 'devices-victim');
