@@ -32,6 +32,7 @@
 import { createHash } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { homedir, userInfo } from 'node:os';
+import type { Socket } from 'node:net';
 import { dirname, join, posix } from 'node:path';
 import ssh2 from 'ssh2';
 import type { AnyAuthMethod, AuthenticationType, ConnectConfig, NextAuthHandler, SFTPWrapper, Stats } from 'ssh2';
@@ -560,11 +561,17 @@ class SftpPut implements PutHandle {
   private pump(): void {
     if (this.resuming || this.failure || this.state === 'aborted') return;
     if (this.handle.s.closed) return this.resume();
+    // One writev for the SSH packets of the writes sent here (a 128 KiB write is 4-5 packets of
+    // OpenSSH's 32 KiB), not one write(2) each: strace -c of bench/store.ts, ~6,100 writes for 192
+    // MiB before, 1,536 writevs after. (ssh2 keeps its socket private; without it, no cork.)
+    const sock = (this.handle.s.conn as unknown as { _sock?: Socket })._sock;
+    sock?.cork();
     for (const seg of this.segments) {
       if (this.inflight >= WRITE_WINDOW) break;
       if (seg.sent) continue;
       this.send(seg);
     }
+    sock?.uncork();
   }
 
   private send(seg: Segment): void {
