@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Store } from '../store/types.js';
 import { indexEntryOf, type IndexEntry } from '../archive/index.js';
 import { exportRaw } from '../disk/export.js';
-import { VmTree, type TreeNode } from '../vfs/tree.js';
+import { INFO_XATTR, VmTree, type TreeNode } from '../vfs/tree.js';
 import type { FileSystem } from '../fs/types.js';
 import { CorruptStructureError, ExitCode, toSnapferryError } from '../util/errors.js';
 import { openImage, type OpenedImage } from './image-disk.js';
@@ -68,7 +68,7 @@ export async function restoreImageDisks(o: { store: Store; id: string; identitie
 
 /**
  * The entries below the selected tree paths, in tree order, as index lines: what restoreEntries
- * writes. `nodes` maps each regular file's line to its node for the data.
+ * writes. `nodes` maps each line to its node (a file's data, an entry's xattrs).
  */
 async function* walk(tree: VmTree, paths: string[], nodes: WeakMap<IndexEntry, TreeNode>, warn: (path: string, err: unknown) => void): AsyncIterable<IndexEntry> {
   const links = new Map<string, string>();
@@ -82,6 +82,13 @@ async function* walk(tree: VmTree, paths: string[], nodes: WeakMap<IndexEntry, T
       return;
     }
     const e = indexEntryOf(pathBytes, st);
+    nodes.set(e, node);
+    try {
+      const names = (await tree.listxattr(node)).filter((n) => n !== INFO_XATTR);
+      if (names.length) e.xattrs = names;
+    } catch (err) {
+      warn(path, err);
+    }
     if (st.type === 'symlink') {
       try {
         e.target = await tree.readlink(node);
@@ -95,7 +102,6 @@ async function* walk(tree: VmTree, paths: string[], nodes: WeakMap<IndexEntry, T
       const first = st.nlink > 1 ? links.get(key) : undefined;
       if (first) e.link = first;
       else if (st.nlink > 1) links.set(key, path);
-      nodes.set(e, node);
     }
     yield e;
     if (st.type !== 'dir') return;
@@ -145,7 +151,13 @@ export async function restoreImageFiles(o: RestoreOptions): Promise<RestoreSumma
       o.onWarning?.({ path, code: e.code, message: e.message });
     };
     const t = tree;
-    const s = await restoreEntries(o, o.id, walk(t, o.paths, nodes, warn), (e) => fileData(t, nodes.get(e)!, e));
+    const xattrsOf = async (e: IndexEntry): Promise<Array<[string, Buffer]>> => {
+      const node = nodes.get(e)!;
+      const out: Array<[string, Buffer]> = [];
+      for (const n of e.xattrs ?? []) out.push([n, await t.getxattr(node, n)]);
+      return out;
+    };
+    const s = await restoreEntries(o, o.id, walk(t, o.paths, nodes, warn), (e) => fileData(t, nodes.get(e)!, e), xattrsOf);
     s.errors += walkErrors;
     s.bytesFetched = image.bytesFetched();
     return s;

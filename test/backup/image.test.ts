@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { image, qemuRaw, requireTool, sha256File } from '../helpers/images.js';
 import { snapferry } from '../helpers/cli.js';
 import { startSshd } from '../helpers/sshd.js';
+import { mountLoop } from '../helpers/mounts.js';
 import { LocalStore } from '../../src/store/local.js';
 import { openArchiveSink } from '../../src/archive/stack.js';
 import { TarWriter } from '../../src/archive/tar/writer.js';
@@ -29,7 +30,7 @@ import { imageStatePath, MAX_IMAGE_STATE_BYTES } from '../../src/backup/image-st
 import { openDisk } from '../../src/disk/open.js';
 import { SPARSE_LIMITS } from '../../src/archive/tar/sparse.js';
 
-requireTool('age', 'age-keygen', 'zstd', 'tar', 'qemu-img', 'qemu-io', 'ssh-keygen', 'split', 'xxd');
+requireTool('age', 'age-keygen', 'zstd', 'tar', 'qemu-img', 'qemu-io', 'ssh-keygen', 'split', 'xxd', 'getfattr');
 
 const vm = image('sample-vm');
 const work = mkdtempSync(join(tmpdir(), 'sf-image-'));
@@ -222,6 +223,21 @@ t.test('an incremental after a new delta stores exactly its grains, and restores
   const ls = json<Summary>(lost.stdout);
   t.equal(ls.incremental, false, 'without the state the backup is full');
   t.match(ls.notes.join('\n'), /no local image state/, 'and says why');
+});
+
+t.test('files restored out of an image get their extended attributes, equal to the kernel ones', async (t) => {
+  const img = join(work, 'ext4.img');
+  copyFileSync(join(image('ext'), 'ext4.img'), img);
+  const b = snapferry(['backup', '--image', '--json', img, '--repo', repo, '--recipient', recipient, '--state-dir', join(work, 'state-xattr')]);
+  t.equal(b.status, 0, `image backup of the ext4 image: ${b.stderr}`);
+  const out = join(work, 'restore-xattr');
+  const r = snapferry(['restore', '--repo', repo, json<Summary>(b.stdout).id, 'ext4/whole/xattr', '--identity', key, '--target', out]);
+  t.equal(r.status, 0, `restore of ext4/whole/xattr out of the image: ${r.stderr}`);
+  const dump = (root: string): string =>
+    execFileSync('getfattr', ['-R', '-h', '-d', '-m', '-', '-e', 'hex', '.'], { cwd: root, encoding: 'utf8' }).split('\n\n').filter((s) => s.trim()).sort().join('\n\n');
+  const kernel = dump(join(mountLoop(t, img, 'ro,noload'), 'xattr'));
+  t.match(kernel, /trusted\.t=0x/, 'the source directory has xattrs');
+  t.equal(dump(join(out, 'ext4', 'whole', 'xattr')), kernel, 'the restored ones equal the kernel ones');
 });
 
 t.test('a raw source: the incremental comes from block hashes kept in the state', async (t) => {
