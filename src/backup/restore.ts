@@ -8,6 +8,8 @@
  * carry a later file out of the target (E_RESTORE_SYMLINK_ESCAPE); files are created with O_EXCL
  * under a temporary name and renamed, and an existing file is replaced only with `overwrite`.
  * Every file's bytes are checked against the index's sha256 before it gets its final name.
+ * FIFOs are made, device nodes only with `devices` (as root); extended attributes go to one
+ * setfattr process (xattr-restore.ts) once their entry has its final name.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
