@@ -11,6 +11,7 @@
  */
 import { existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, join, sep } from 'node:path';
+import { devNumbers } from '../fs/types.js';
 import { AgentRefusal } from './errors.js';
 import { diskOf } from './disks.js';
 
@@ -23,8 +24,7 @@ function refuse(arg: string, why: string): AgentRefusal {
 /** The whole disk a block device node belongs to (sda for /dev/sda2), from sysfs. */
 function wholeDiskOf(real: string, sys: string): string | undefined {
   const st = statSync(real);
-  const major = Math.floor(st.rdev / 256) & 0xfff;
-  const minor = (st.rdev & 0xff) | ((st.rdev >>> 12) & 0xfff00);
+  const { major, minor } = devNumbers(st.rdev);
   const link = join(sys, 'dev', 'block', `${major}:${minor}`);
   if (!existsSync(link)) return undefined;
   const node = realpathSync(link);

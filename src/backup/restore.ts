@@ -20,7 +20,7 @@ import type { X25519Identity } from '../archive/age/keys.js';
 import { openArchiveReader, type ArchiveReader } from '../archive/stack.js';
 import { compareTreePaths, entryPathBytes, lines, MAX_INDEX_LINE, parseIndexEntry, parseIndexHeader, type IndexEntry } from '../archive/index.js';
 import type { RandomAccess } from '../archive/types.js';
-import { readEntryAt, readMemberRange } from '../archive/tar/reader.js';
+import { readEntryAt, readMemberRange, type TarMemberLocation } from '../archive/tar/reader.js';
 import { CorruptStructureError, ExitCode, SnapferryError, toSnapferryError } from '../util/errors.js';
 import { archiveName, indexName, readManifest, requireRepository, type Manifest } from './repo.js';
 import { XattrSetter } from './xattr-restore.js';
@@ -227,7 +227,7 @@ export function selects(paths: string[], e: IndexEntry): boolean {
 }
 
 /** The tar member an index entry points at, checked to carry the entry's name. */
-async function memberOf(archives: Archives, self: string, e: IndexEntry): Promise<{ ra: RandomAccess; member: Awaited<ReturnType<typeof readEntryAt>>; where: string }> {
+async function memberOf(archives: Archives, self: string, e: IndexEntry): Promise<{ ra: RandomAccess; member: TarMemberLocation; where: string }> {
   if (e.header === undefined) throw new RestoreError('E_RESTORE_NO_DATA', `${e.path}: the backup holds no data for it${e.error ? ` (${e.error.code}: ${e.error.message})` : ''}`, { path: e.path }, ExitCode.failure);
   const where = e.archive ?? self;
   const ra = await archives.get(where);

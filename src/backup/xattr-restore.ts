@@ -36,7 +36,7 @@ export interface XattrWarning {
   message: string;
 }
 
-/** Longest stderr kept from setfattr: past it, only the count of complaints grows. */
+/** Longest stderr kept from setfattr (one line per complaint); complaints past it are not reported. */
 const MAX_STDERR = 1 << 20;
 
 export class XattrSetter {
@@ -53,7 +53,6 @@ export class XattrSetter {
   async add(relPath: Buffer, xattrs: ReadonlyArray<readonly [string, Buffer]>): Promise<void> {
     if (xattrs.length === 0 || this.failed) return;
     const child = this.start();
-    if (!child) return;
     this.entries++;
     const ok = child.stdin!.write(dumpStanza(relPath, xattrs));
     if (!ok) await new Promise<void>((resolve) => {
@@ -84,7 +83,7 @@ export class XattrSetter {
     return warnings;
   }
 
-  private start(): ChildProcess | null {
+  private start(): ChildProcess {
     if (this.child) return this.child;
     const child = spawn('setfattr', ['-h', '--restore=-'], { cwd: this.cwd, stdio: ['pipe', 'ignore', 'pipe'] });
     this.exited = new Promise((resolve) => {
