@@ -161,6 +161,8 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
     let storedLogical = 0;
     let presentLogical = 0;
     const linked = new Map<string, Linked>();
+    /** The two buffers big files are read into, piece after piece (see readRange). */
+    const readBuffers = [Buffer.allocUnsafe(READ_CHUNK), Buffer.allocUnsafe(READ_CHUNK)] as const;
     let lastReport = 0;
     const report = (path: string): void => {
       p.path = path;
@@ -277,27 +279,51 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       let failure: { code: string; message: string } | undefined;
       const zeros = zerosOf(Math.max(1, size));
       const readRange = async function* (from: number, to: number): AsyncIterable<Buffer> {
-        for (let off = from; off < to; ) {
-          // the prefetched head of the file serves the first piece
-          const n = off === 0 && first.length > 0 ? Math.min(first.length, to) : Math.min(READ_CHUNK, to - off);
-          let b: Buffer;
-          if (off === 0 && first.length > 0) b = n === first.length ? first : first.subarray(0, n);
-          else if (failure) b = zeros.subarray(0, n);
-          else {
-            try {
-              b = await tree.read(node, off, n);
-              if (b.length !== n) throw new BackupError('E_BACKUP_SHORT_READ', `${path}: ${b.length} bytes at ${off}, wanted ${n}`, { path, offset: off });
-            } catch (err) {
-              // the header is out: fill with zeros to keep the archive whole, and say so
-              failure = warn(path, err);
-              b = zeros.subarray(0, n);
+        // One read ahead of the piece being hashed and written (the disk works while this thread
+        // does), each into one of two buffers kept for the whole backup: piece k+1 is read into the
+        // buffer piece k-1 had, which the tar writer is done with once the generator resumes.
+        type Pending = { off: number; into: Buffer; read: Promise<number> };
+        let next: Pending | null = null;
+        let turn = 0;
+        const readAt = (off: number): Pending => {
+          const into = readBuffers[turn++ & 1]!.subarray(0, Math.min(READ_CHUNK, to - off));
+          const read = tree.readInto(node, into, off);
+          read.catch(() => {}); // awaited below, or dropped after a failure
+          return { off, into, read };
+        };
+        try {
+          for (let off = from; off < to; ) {
+            let b: Buffer;
+            if (off === 0 && first.length > 0) {
+              // the prefetched head of the file serves the first piece
+              b = first.length <= to ? first : first.subarray(0, to);
+              if (b.length < to && !failure) next = readAt(b.length);
+            } else if (failure) {
+              b = zeros.subarray(0, Math.min(READ_CHUNK, to - off));
+            } else {
+              const cur: Pending = next !== null && next.off === off ? next : readAt(off);
+              const want: number = cur.into.length;
+              next = off + want < to ? readAt(off + want) : null;
+              try {
+                const got = await cur.read;
+                if (got !== want) throw new BackupError('E_BACKUP_SHORT_READ', `${path}: ${got} bytes at ${off}, wanted ${want}`, { path, offset: off });
+                b = cur.into;
+              } catch (err) {
+                // the header is out: fill with zeros to keep the archive whole, and say so
+                failure = warn(path, err);
+                b = zeros.subarray(0, want);
+              }
             }
+            const n = b.length;
+            p.bytesRead += n;
+            off += n;
+            yield b;
+            // the tar writer has copied it on: the prefetched head is garbage now (util/reclaim.ts)
+            if (b.buffer === first.buffer) released(b.length);
           }
-          p.bytesRead += n;
-          off += n;
-          yield b;
-          // the tar writer has copied it on: a read's buffer is garbage now (util/reclaim.ts)
-          if (b.buffer !== zeros.buffer) released(b.length);
+        } finally {
+          // a read still in flight writes into a shared buffer: wait for it before anything reuses that
+          if (next) await next.read.catch(() => 0);
         }
       };
       async function* body(): AsyncIterable<Buffer> {

@@ -426,6 +426,48 @@ export class ExtFileSystem implements FileSystem {
     return out!;
   }
 
+  /**
+   * Bytes [offset, offset + out.length) of the inode's data into `out`, clipped at i_size; returns
+   * how many. Each mapped run is read straight into its place in `out` (overlay blocks copied over
+   * it), holes and unwritten extents are zero-filled: no buffer of our own per read.
+   */
+  private async readInodeInto(inode: Ext4Inode, out: Buffer, offset: number): Promise<number> {
+    const end = Math.min(inode.i_size, offset + out.length);
+    if (offset >= end) return 0;
+    if (inode.i_flags & EXT4_FL.INLINE_DATA) {
+      const data = this.inlineData(inode);
+      const n = Math.max(0, Math.min(end, data.length) - offset);
+      if (n > 0) data.copy(out, 0, offset, offset + n);
+      out.fill(0, n, end - offset);
+      return end - offset;
+    }
+    const bs = this.blockSize;
+    let pos = offset;
+    while (pos < end) {
+      const lblk = Math.floor(pos / bs);
+      const run = await this.map(inode, lblk);
+      const runEnd = Math.min(end, (lblk + Math.min(run.len, Math.ceil((end - lblk * bs) / bs))) * bs);
+      if (run.pblk !== null && !run.unwritten) {
+        const lastBlock = run.pblk + Math.ceil(runEnd / bs) - 1 - lblk;
+        checkBound('block', 'number', lastBlock, this.superblock.s_blocks_count - 1);
+        await this.volume.readInto(out.subarray(pos - offset, runEnd - offset), run.pblk * bs + (pos - lblk * bs));
+        if (this.overlay) {
+          for (let b = lblk; b * bs < runEnd; b++) {
+            const o = this.overlay.get(run.pblk + (b - lblk));
+            if (!o) continue;
+            const from = Math.max(pos, b * bs);
+            const to = Math.min(runEnd, (b + 1) * bs);
+            o.copy(out, from - offset, from - b * bs, to - b * bs);
+          }
+        }
+      } else {
+        out.fill(0, pos - offset, runEnd - offset); // a hole, or an unwritten extent: zeros
+      }
+      pos = runEnd;
+    }
+    return end - offset;
+  }
+
   // ---- directories -------------------------------------------------------------------------
 
   /** Raw entries of a directory, block by block (inline dirs: i_block after the parent, then system.data). */
@@ -755,6 +797,14 @@ export class ExtFileSystem implements FileSystem {
     if (inode.type !== 'file') throw new SnapferryError('E_FS_NOT_FILE', `inode ${ino} is a ${inode.type}, not a file`, { ino });
     if (offset < 0 || length < 0) throw new SnapferryError('E_FS_RANGE', `negative range ${offset}+${length}`, { ino });
     return this.readInode(inode, offset, length);
+  }
+
+  async readInto(ino: number, out: Buffer, offset: number, stream?: string): Promise<number> {
+    if (stream !== undefined) throw new SnapferryError('E_FS_NO_STREAM', `ext has no named streams ('${stream}')`, { ino, stream });
+    const inode = await this.live(ino);
+    if (inode.type !== 'file') throw new SnapferryError('E_FS_NOT_FILE', `inode ${ino} is a ${inode.type}, not a file`, { ino });
+    if (offset < 0) throw new SnapferryError('E_FS_RANGE', `negative offset ${offset}`, { ino });
+    return this.readInodeInto(inode, out, offset);
   }
 
   async readlink(ino: number): Promise<string> {

@@ -88,6 +88,48 @@ t.test('unwritten ranges read as zeros; the written middle reads as written', as
   t.notOk(ours.subarray(64 * 4096, 66 * 4096).every((b) => b === 0), 'the written blocks are data');
 });
 
+/** A file read through readInto in pieces of `step` bytes from `start` (the caller's buffer, reused); with each piece whose count was wrong. */
+async function readIntoPieces(fs: ExtFileSystem, ino: number, start: number, size: number, step: number): Promise<{ bytes: Buffer; wrongCounts: string[] }> {
+  const out: Buffer[] = [];
+  const wrongCounts: string[] = [];
+  const piece = Buffer.alloc(step, 0xee); // stale bytes: every byte returned must be written by readInto
+  for (let off = start; off < size; off += step) {
+    const n = await fs.readInto(ino, piece, off);
+    if (n !== Math.min(step, size - off)) wrongCounts.push(`${n} at ${off}`);
+    out.push(Buffer.from(piece.subarray(0, n)));
+  }
+  return { bytes: Buffer.concat(out), wrongCounts };
+}
+
+t.test('readInto equals the kernel\'s bytes: holes, unwritten extents, fragments, inline data, odd offsets', async (t) => {
+  const cases: Array<[string, string[]]> = [
+    ['ext4.img', ['/data/sparse', '/data/fallocated', '/data/fallocated-keep', '/data/fragmented', '/data/seeded-300k.bin', '/hello.txt']],
+    ['ext2-1k.img', ['/data/sparse', '/data/seeded-300k.bin', '/a/b/c/deep.bin']],
+    ['ext4-inline.img', ['/inline/tiny', '/inline/in-xattr-too', '/hello.txt']],
+  ];
+  for (const [img, files] of cases) {
+    const path = join(dir, img);
+    const fs = await openExt(await volumeOf(t, path));
+    const mnt = mountRo(t, path);
+    for (const f of files) {
+      const ino = await resolvePath(fs, f);
+      const theirs = execFileSync('cat', [join(mnt, f)], { maxBuffer: 64 << 20 });
+      for (const [start, step] of [[0, 1 << 20], [1, 4095], [4097, 65537], [0, 7]] as const) {
+        if (step === 7 && theirs.length > 100_000) continue; // byte-sized steps only on small files
+        const ours = await readIntoPieces(fs, ino, start, theirs.length, step);
+        t.same(ours.wrongCounts, [], `${img}${f}: every piece's count from ${start} in steps of ${step}`);
+        t.ok(ours.bytes.equals(theirs.subarray(Math.min(start, theirs.length))), `${img}${f}: ${theirs.length} bytes from ${start} in steps of ${step}`);
+      }
+      const past = Buffer.alloc(16);
+      t.equal(await fs.readInto(ino, past, theirs.length), 0, `${img}${f}: nothing past the end`);
+    }
+    const dirIno = await resolvePath(fs, '/data');
+    await t.rejects(fs.readInto(dirIno, Buffer.alloc(1), 0), { code: 'E_FS_NOT_FILE' }, `${img}: a directory is not read`);
+    await t.rejects(fs.readInto(await resolvePath(fs, '/hello.txt'), Buffer.alloc(1), -1), { code: 'E_FS_RANGE' }, `${img}: a negative offset is refused`);
+    await fs.close();
+  }
+});
+
 /** debugfs stat: flags, generation, Blockcount, crtime (seconds:extra as stored). */
 function debugfsStat(img: string, path: string): { flags: number; generation: number; blockcount: number; crtime?: [number, number]; links: number } {
   const s = debugfs(img, `stat ${path}`);
@@ -207,6 +249,9 @@ t.test('an overlay block replaces the disk block for metadata and data reads', a
   const fs = await openExt(await volumeOf(t, path), { overlay: { get: (b) => (b === ext[0] ? patched : undefined) } });
   t.equal((await fs.read(ino, 0, 5)).toString(), 'AAAAA', 'data comes from the overlay');
   t.equal((await plain.read(ino, 0, 5)).toString(), 'hello', 'and not without it');
+  const into = Buffer.alloc(3);
+  t.equal(await fs.readInto(ino, into, 2), 3);
+  t.equal(into.toString(), 'AAA', 'readInto takes the overlay block too');
 });
 
 t.test('64 KiB blocks (the kernel here cannot mount them): the tree equals debugfs rdump', async (t) => {
