@@ -39,6 +39,11 @@ export class ByteLru<K, V> {
     }
   }
 
+  /** Whether `key` is cached, without making it the most recently used. */
+  has(key: K): boolean {
+    return this.entries.has(key);
+  }
+
   get bytesUsed(): number {
     return this.used;
   }

@@ -59,9 +59,13 @@ export function headerChecksums(block: Buffer): { unsigned: number; signed: numb
   return { unsigned, signed };
 }
 
-/** A POSIX ustar block; every field must already fit (the writer decides what goes to PAX). */
-export function encodeHeader(h: UstarFields): Buffer {
-  const block = Buffer.alloc(BLOCK_SIZE);
+/**
+ * A POSIX ustar block; every field must already fit (the writer decides what goes to PAX). Into
+ * `into` when given (cleared first: the writer encodes every header into one scratch block rather
+ * than allocating 512 bytes per header, two per entry), else into a new block.
+ */
+export function encodeHeader(h: UstarFields, into?: Buffer): Buffer {
+  const block = into ? into.fill(0, 0, BLOCK_SIZE).subarray(0, BLOCK_SIZE) : Buffer.alloc(BLOCK_SIZE);
   writeBytes(block, 'name', h.name);
   writeOctal(block, 'mode', h.mode);
   writeOctal(block, 'uid', h.uid);
@@ -78,8 +82,10 @@ export function encodeHeader(h: UstarFields): Buffer {
   writeOctal(block, 'devminor', h.devminor);
   writeBytes(block, 'prefix', h.prefix);
   // "%06o\0 " as GNU tar writes it (POSIX: octal, NUL or space terminated).
-  const sum = headerChecksums(block).unsigned;
-  block.write(sum.toString(8).padStart(6, '0'), USTAR_HEADER.chksum.offset, 'latin1');
+  // chksum is still zeros here: the byte sum with it read as 8 spaces is the plain sum + 8 * 0x20
+  let sum = 8 * 0x20;
+  for (let i = 0; i < BLOCK_SIZE; i++) sum += block[i]!;
+  for (let i = USTAR_HEADER.chksum.offset + 5; i >= USTAR_HEADER.chksum.offset; i--, sum >>>= 3) block[i] = 0x30 + (sum & 7);
   block[USTAR_HEADER.chksum.offset + 6] = 0;
   block[USTAR_HEADER.chksum.offset + 7] = 0x20;
   return block;

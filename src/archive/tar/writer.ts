@@ -121,6 +121,8 @@ const STAGING_BYTES = 128 * 1024;
 export class TarWriter {
   private offset = 0;
   private readonly staging = Buffer.allocUnsafe(STAGING_BYTES);
+  /** Where each header is encoded before it is staged (stage() has copied it by the time it returns or resolves). */
+  private readonly headerBlock = Buffer.alloc(BLOCK_SIZE);
   private staged = 0;
   private state: 'open' | 'busy' | 'failed' | 'finished' = 'open';
 
@@ -279,7 +281,7 @@ export class TarWriter {
       const pax = encodePaxRecords(records);
       if (pax.length > PAX_LIMITS.maxHeaderBytes) throw writeError('E_TAR_FIELD', `extended header of ${pax.length} bytes exceeds the reader's limit of ${PAX_LIMITS.maxHeaderBytes}`);
       const xname = placeholder(Buffer.concat([Buffer.from('./PaxHeaders/'), basename(path)]), USTAR_HEADER.name.length);
-      await this.stage(encodeHeader({ ...emptyFields(), name: xname, mode: 0o644, size: pax.length, mtime: mt.sec, typeflag: TYPEFLAG.XHDTYPE }));
+      await this.stage(encodeHeader({ ...emptyFields(), name: xname, mode: 0o644, size: pax.length, mtime: mt.sec, typeflag: TYPEFLAG.XHDTYPE }, this.headerBlock));
       await this.stage(pax);
       await this.pad(pax.length);
     }
@@ -298,7 +300,7 @@ export class TarWriter {
         gname: owner.gname,
         devmajor,
         devminor,
-      }),
+      }, this.headerBlock),
     );
     const dataOffset = this.offset;
     if (map) await this.stage(map);

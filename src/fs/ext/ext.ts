@@ -105,6 +105,10 @@ export const MAX_JOURNAL_BLOCKS = 1 << 22;
  * index and reads a handful of blocks, which the block cache keeps.
  */
 export const MAX_CACHED_DIR_BYTES = 4 * 1024 * 1024;
+/** Metadata blocks read at once at most (readBlock's `ahead`). */
+export const READ_AHEAD_BYTES = 64 * 1024;
+/** What one cached group descriptor is counted as (the decoded object and its map entry). */
+const GROUP_DESC_CACHE_BYTES = 256;
 /** What one cached name costs, beyond its UTF-16 characters: the Map slot, the string header, the inode number. */
 const CACHED_NAME_OVERHEAD = 64;
 
@@ -177,6 +181,11 @@ export class ExtFileSystem implements FileSystem {
   private warningCount = 0;
   private readonly blocks: ByteLru<number, Buffer>;
   private readonly loadingBlocks = new Map<number, Promise<Buffer>>();
+  /**
+   * Group descriptors decoded (and checksummed) once: a walk reads every inode through its group's
+   * descriptor, and decoding it each time was ~3% of a backup's main thread. A share of the budget.
+   */
+  private readonly groupDescs: ByteLru<number, Ext4GroupDesc>;
   private readonly inodes: ByteLru<number, Ext4Inode>;
   private readonly dirIndex: ByteLru<number, DirNames>;
   private readonly maxCachedDirBytes: number;
@@ -199,6 +208,7 @@ export class ExtFileSystem implements FileSystem {
     this.blocks = new ByteLru(Math.floor(budget / 2), (b) => b.length);
     this.inodes = new ByteLru(Math.floor(budget / 8), (i) => i.raw.length + 256);
     this.dirIndex = new ByteLru(Math.floor(budget / 4), (d) => d.bytes);
+    this.groupDescs = new ByteLru(Math.floor(budget / 32), () => GROUP_DESC_CACHE_BYTES);
     this.maxCachedDirBytes = Math.min(MAX_CACHED_DIR_BYTES, Math.floor(budget / 4));
     this.filetype = (superblock.s_feature_incompat & INCOMPAT.FILETYPE) !== 0;
     this.hugeFile = (superblock.s_feature_ro_compat & RO_COMPAT.HUGE_FILE) !== 0;
@@ -274,8 +284,14 @@ export class ExtFileSystem implements FileSystem {
 
   // ---- blocks ------------------------------------------------------------------------------
 
-  /** One filesystem block: the overlay's if it has it, else the disk's (cached). Callers must not modify it. */
-  async readBlock(n: number): Promise<Buffer> {
+  /**
+   * One filesystem block: the overlay's if it has it, else the disk's (cached). Callers must not
+   * modify it. With `ahead` > 1 the blocks after it (up to `ahead` in all, READ_AHEAD_BYTES at most,
+   * stopping at the first one cached, loading or in the overlay) come in the same read and are
+   * cached too: a walk reads inode tables and directories block after block, and one read(2) per
+   * 4 KiB block was ~3,400 of the 4,300 reads of a backup of 50,000 small files.
+   */
+  async readBlock(n: number, ahead = 1): Promise<Buffer> {
     checkBound('block', 'number', n, this.superblock.s_blocks_count - 1);
     const o = this.overlay?.get(n);
     if (o) return o;
@@ -283,18 +299,26 @@ export class ExtFileSystem implements FileSystem {
     if (b) return b;
     // Concurrent readers of one block (a walk stats several inodes of one inode table block at
     // once) share a single read.
-    let pending = this.loadingBlocks.get(n);
-    if (!pending) {
-      pending = this.volume.read(n * this.blockSize, this.blockSize);
-      pending = pending.then((buf) => {
-        const own = detached(buf); // a cached view would pin its whole store (util/lru.ts)
-        this.blocks.set(n, own);
+    const loading = this.loadingBlocks.get(n);
+    if (loading) return loading;
+    const bs = this.blockSize;
+    const max = Math.min(ahead, Math.max(1, Math.floor(READ_AHEAD_BYTES / bs)), this.superblock.s_blocks_count - n, Math.floor(this.volume.size / bs) - n);
+    let count = 1;
+    while (count < max && !this.blocks.has(n + count) && !this.loadingBlocks.has(n + count) && !this.overlay?.get(n + count)) count++;
+    // the read ahead is an optimisation: if it fails, each block is read alone (and fails alone)
+    const all = count === 1 ? null : this.volume.read(n * bs, count * bs).catch(() => null);
+    for (let i = count - 1; i >= 0; i--) {
+      const block = n + i;
+      const pending = (all ?? Promise.resolve(null)).then(async (run) => {
+        // a cached view would pin its whole store (util/lru.ts)
+        const own = run ? detached(run.subarray(i * bs, (i + 1) * bs)) : detached(await this.volume.read(block * bs, bs));
+        this.blocks.set(block, own);
         return own;
       });
-      this.loadingBlocks.set(n, pending);
-      pending.catch(() => {}).finally(() => this.loadingBlocks.delete(n));
+      this.loadingBlocks.set(block, pending);
+      pending.catch(() => {}).finally(() => this.loadingBlocks.delete(block));
     }
-    return pending;
+    return this.loadingBlocks.get(n)!;
   }
 
   /** `count` contiguous blocks from `first` for file data: not cached, overlay applied block by block. */
@@ -315,6 +339,8 @@ export class ExtFileSystem implements FileSystem {
 
   async groupDesc(group: number): Promise<Ext4GroupDesc> {
     checkBound('ext4_group_desc', 'group', group, this.geometry.groupCount - 1);
+    const cached = this.groupDescs.get(group);
+    if (cached) return cached;
     const { descPerBlock, descSize } = this.geometry;
     const block = await this.readBlock(descriptorBlock(this.superblock, this.geometry, Math.floor(group / descPerBlock)));
     const at = (group % descPerBlock) * descSize;
@@ -324,6 +350,7 @@ export class ExtFileSystem implements FileSystem {
       const computed = groupDescChecksum(this.geometry.csumSeed, group, raw);
       if (computed !== gd.bg_checksum) this.warn('W_EXT_CSUM_GROUP_DESC', `group descriptor ${group}: checksum 0x${gd.bg_checksum.toString(16)} != computed 0x${computed.toString(16)}`, { structure: 'ext4_group_desc', group });
     }
+    this.groupDescs.set(group, gd);
     return gd;
   }
 
@@ -343,7 +370,9 @@ export class ExtFileSystem implements FileSystem {
     else {
       const byte = index * inodeSize;
       checkBound('ext4_group_desc', 'bg_inode_table', gd.bg_inode_table + Math.floor(byte / blockSize), sb.s_blocks_count - 1, { group });
-      const block = await this.readBlock(gd.bg_inode_table + Math.floor(byte / blockSize));
+      const tableBlock = Math.floor(byte / blockSize);
+      const tableBlocks = Math.ceil((sb.s_inodes_per_group * inodeSize) / blockSize);
+      const block = await this.readBlock(gd.bg_inode_table + tableBlock, tableBlocks - tableBlock);
       raw = detached(block.subarray(byte % blockSize, (byte % blockSize) + inodeSize));
     }
     const inode = parseInode(ino, raw, inodeSize, this.hugeFile, blockSize);
@@ -494,7 +523,7 @@ export class ExtFileSystem implements FileSystem {
         continue;
       }
       for (let i = 0; i < n; i++) {
-        const block = await this.readBlock(run.pblk + i);
+        const block = await this.readBlock(run.pblk + i, n - i);
         where.lblk = lblk + i;
         if (seed !== null) this.checkDirBlock(dir, block, lblk + i, indexed, seed);
         if (indexed && lblk + i > 0 && isDxNode(block, bs)) continue;
