@@ -13,7 +13,7 @@ import type { VmTree, TreeNode, TreeVolume, TreeStat } from '../vfs/tree.js';
 import { INFO_XATTR } from '../vfs/tree.js';
 import type { FileSystem, FileType } from '../fs/types.js';
 import type { Store } from '../store/types.js';
-import { TarWriter, type TarEntry } from '../archive/tar/writer.js';
+import { TarWriter, type TarAddResult, type TarEntry } from '../archive/tar/writer.js';
 import { encodeIndexLine, indexEntryOf, type IndexEntry } from '../archive/index.js';
 import { SnapferryError, toSnapferryError } from '../util/errors.js';
 import { archiveName, ensureRepository, indexName, newArchiveId, openBackupObjects, readManifest, recipientFingerprint, writeManifest, type BackupKind, type Manifest } from './repo.js';
@@ -31,6 +31,12 @@ const SLASH = Buffer.from('/');
  */
 let zeroChunk: Buffer | undefined;
 const zerosOf = (n: number): Buffer => (zeroChunk ??= Buffer.alloc(READ_CHUNK)).subarray(0, Math.min(n, READ_CHUNK));
+/** Shared results for the common cases (never written into): no xattrs, an empty file, no holes. */
+const NO_XATTRS: ReadonlyArray<[string, Buffer]> = Object.freeze([]);
+const NO_BYTES = Promise.resolve(Buffer.alloc(0));
+const NOT_SPARSE = Promise.resolve(null);
+/** For promises started ahead and awaited later (or dropped once the entry fails): no unhandled rejection. */
+const ignore = (): void => {};
 /** Extended attributes of one entry stored in its PAX header at most (the rest is reported). */
 export const MAX_XATTR_BYTES = 512 * 1024;
 /** Extents of one file examined for holes at most (more: stored dense). */
@@ -95,7 +101,7 @@ interface Prepared {
   st: TreeStat;
   /** A regular file the state has with the same size, mtime and ctime: not stored again. */
   unchanged: boolean;
-  xattrs: Promise<Array<[string, Buffer]>>;
+  xattrs: Promise<ReadonlyArray<[string, Buffer]>>;
   target?: Promise<string>;
   first?: Promise<Buffer>;
   segments?: Promise<Array<{ offset: number; length: number }> | null>;
@@ -273,87 +279,92 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       }
       if (segments) entry.sparse = segments;
       entry.size = size;
-      // a file read whole by the prefetch (most files): hashed in one call, into tar as one buffer
+      // a file read whole by the prefetch (most files): hashed in one call, into tar as one buffer,
+      // and no reader made for it
       const whole = !segments && first.length === size;
       const hash = whole ? null : createHash('sha256');
       let failure: { code: string; message: string } | undefined;
-      const zeros = zerosOf(Math.max(1, size));
-      const readRange = async function* (from: number, to: number): AsyncIterable<Buffer> {
-        // One read ahead of the piece being hashed and written (the disk works while this thread
-        // does), each into one of two buffers kept for the whole backup: piece k+1 is read into the
-        // buffer piece k-1 had, which the tar writer is done with once the generator resumes.
-        type Pending = { off: number; into: Buffer; read: Promise<number> };
-        let next: Pending | null = null;
-        let turn = 0;
-        const readAt = (off: number): Pending => {
-          const into = readBuffers[turn++ & 1]!.subarray(0, Math.min(READ_CHUNK, to - off));
-          const read = tree.readInto(node, into, off);
-          read.catch(() => {}); // awaited below, or dropped after a failure
-          return { off, into, read };
-        };
-        try {
-          for (let off = from; off < to; ) {
-            let b: Buffer;
-            if (off === 0 && first.length > 0) {
-              // the prefetched head of the file serves the first piece
-              b = first.length <= to ? first : first.subarray(0, to);
-              if (b.length < to && !failure) next = readAt(b.length);
-            } else if (failure) {
-              b = zeros.subarray(0, Math.min(READ_CHUNK, to - off));
-            } else {
-              const cur: Pending = next !== null && next.off === off ? next : readAt(off);
-              const want: number = cur.into.length;
-              next = off + want < to ? readAt(off + want) : null;
-              try {
-                const got = await cur.read;
-                if (got !== want) throw new BackupError('E_BACKUP_SHORT_READ', `${path}: ${got} bytes at ${off}, wanted ${want}`, { path, offset: off });
-                b = cur.into;
-              } catch (err) {
-                // the header is out: fill with zeros to keep the archive whole, and say so
-                failure = warn(path, err);
-                b = zeros.subarray(0, want);
+      let at: TarAddResult;
+      if (whole) at = await tar.add(entry, first);
+      else {
+        const zeros = zerosOf(Math.max(1, size));
+        const readRange = async function* (from: number, to: number): AsyncIterable<Buffer> {
+          // One read ahead of the piece being hashed and written (the disk works while this thread
+          // does), each into one of two buffers kept for the whole backup: piece k+1 is read into the
+          // buffer piece k-1 had, which the tar writer is done with once the generator resumes.
+          type Pending = { off: number; into: Buffer; read: Promise<number> };
+          let next: Pending | null = null;
+          let turn = 0;
+          const readAt = (off: number): Pending => {
+            const into = readBuffers[turn++ & 1]!.subarray(0, Math.min(READ_CHUNK, to - off));
+            const read = tree.readInto(node, into, off);
+            read.catch(() => {}); // awaited below, or dropped after a failure
+            return { off, into, read };
+          };
+          try {
+            for (let off = from; off < to; ) {
+              let b: Buffer;
+              if (off === 0 && first.length > 0) {
+                // the prefetched head of the file serves the first piece
+                b = first.length <= to ? first : first.subarray(0, to);
+                if (b.length < to && !failure) next = readAt(b.length);
+              } else if (failure) {
+                b = zeros.subarray(0, Math.min(READ_CHUNK, to - off));
+              } else {
+                const cur: Pending = next !== null && next.off === off ? next : readAt(off);
+                const want: number = cur.into.length;
+                next = off + want < to ? readAt(off + want) : null;
+                try {
+                  const got = await cur.read;
+                  if (got !== want) throw new BackupError('E_BACKUP_SHORT_READ', `${path}: ${got} bytes at ${off}, wanted ${want}`, { path, offset: off });
+                  b = cur.into;
+                } catch (err) {
+                  // the header is out: fill with zeros to keep the archive whole, and say so
+                  failure = warn(path, err);
+                  b = zeros.subarray(0, want);
+                }
               }
+              const n = b.length;
+              p.bytesRead += n;
+              off += n;
+              yield b;
+              // the tar writer has copied it on: the prefetched head is garbage now (util/reclaim.ts)
+              if (b.buffer === first.buffer) released(b.length);
             }
-            const n = b.length;
-            p.bytesRead += n;
-            off += n;
-            yield b;
-            // the tar writer has copied it on: the prefetched head is garbage now (util/reclaim.ts)
-            if (b.buffer === first.buffer) released(b.length);
+          } finally {
+            // a read still in flight writes into a shared buffer: wait for it before anything reuses that
+            if (next) await next.read.catch(() => 0);
           }
-        } finally {
-          // a read still in flight writes into a shared buffer: wait for it before anything reuses that
-          if (next) await next.read.catch(() => 0);
-        }
-      };
-      async function* body(): AsyncIterable<Buffer> {
-        if (!segments) {
-          for await (const b of readRange(0, size)) {
-            hash!.update(b);
-            yield b;
+        };
+        const body = async function* (): AsyncIterable<Buffer> {
+          if (!segments) {
+            for await (const b of readRange(0, size)) {
+              hash!.update(b);
+              yield b;
+            }
+            return;
           }
-          return;
-        }
-        let pos = 0;
-        for (const s of segments) {
-          for (let z = pos; z < s.offset; ) {
-            const n = Math.min(zeros.length, s.offset - z);
+          let pos = 0;
+          for (const s of segments) {
+            for (let z = pos; z < s.offset; ) {
+              const n = Math.min(zeros.length, s.offset - z);
+              hash!.update(zeros.subarray(0, n));
+              z += n;
+            }
+            for await (const b of readRange(s.offset, s.offset + s.length)) {
+              hash!.update(b);
+              yield b;
+            }
+            pos = s.offset + s.length;
+          }
+          for (let z = pos; z < size; ) {
+            const n = Math.min(zeros.length, size - z);
             hash!.update(zeros.subarray(0, n));
             z += n;
           }
-          for await (const b of readRange(s.offset, s.offset + s.length)) {
-            hash!.update(b);
-            yield b;
-          }
-          pos = s.offset + s.length;
-        }
-        for (let z = pos; z < size; ) {
-          const n = Math.min(zeros.length, size - z);
-          hash!.update(zeros.subarray(0, n));
-          z += n;
-        }
+        };
+        at = await tar.add(entry, body());
       }
-      const at = await tar.add(entry, whole ? first : body());
       if (whole) {
         p.bytesRead += size;
         released(size);
@@ -418,6 +429,31 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       }
     }
 
+    /** An entry's extended attributes and their values (the tree's own info attribute left out). */
+    const xattrsOf = async (node: TreeNode, names: string[]): Promise<ReadonlyArray<[string, Buffer]>> => {
+      if (names.length === 0 || (names.length === 1 && names[0] === INFO_XATTR)) return NO_XATTRS;
+      const out: Array<[string, Buffer]> = [];
+      for (const n of names) if (n !== INFO_XATTR) out.push([n, await tree.getxattr(node, n)]);
+      return out;
+    };
+
+    /** Starts reading a file's head and its hole map (most files: read whole here, and no holes). */
+    const startData = (job: Job, pre: Prepared): void => {
+      const { size, allocatedSize } = pre.st;
+      if (size === 0) {
+        pre.first = NO_BYTES;
+        pre.segments = NOT_SPARSE;
+        return;
+      }
+      pre.first = tree.read(job.node, 0, Math.min(PREFETCH_BYTES, size));
+      pre.first.catch(ignore);
+      if (allocatedSize >= size) pre.segments = NOT_SPARSE;
+      else {
+        pre.segments = sparseSegments(job.volume.fs, job.node.ino, size, allocatedSize);
+        pre.segments.catch(ignore);
+      }
+    };
+
     /** Everything an entry needs read from the source, started ahead of the writer (PREFETCH entries). */
     const prepare = async (job: Job): Promise<Prepared | { error: unknown }> => {
       let st: TreeStat;
@@ -426,30 +462,16 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
       } catch (error) {
         return { error };
       }
-      const pre: Prepared = {
-        st,
-        unchanged: false,
-        xattrs: (async () => {
-          const names = (await tree.listxattr(job.node)).filter((n) => n !== INFO_XATTR);
-          const out: Array<[string, Buffer]> = [];
-          for (const n of names) out.push([n, await tree.getxattr(job.node, n)]);
-          return out;
-        })(),
-      };
-      pre.xattrs.catch(() => {});
+      const pre: Prepared = { st, unchanged: false, xattrs: tree.listxattr(job.node).then((names) => xattrsOf(job.node, names)) };
+      pre.xattrs.catch(ignore);
       if (st.type === 'symlink') {
         pre.target = tree.readlink(job.node);
-        pre.target.catch(() => {});
+        pre.target.catch(ignore);
       }
       if (st.type === 'file') {
         const prev = job.prev;
         pre.unchanged = !!prev && prev.type === 'file' && !prev.error && prev.size === st.size && prev.mtimeNs === String(st.mtimeNs) && prev.ctimeNs === String(st.ctimeNs) && prev.header !== undefined && !!prev.sha256;
-        if (!pre.unchanged && st.nlink <= 1) {
-          pre.first = st.size > 0 ? tree.read(job.node, 0, Math.min(PREFETCH_BYTES, st.size)) : Promise.resolve(Buffer.alloc(0));
-          pre.segments = sparseSegments(job.volume.fs, job.node.ino, st.size, st.allocatedSize);
-          pre.first.catch(() => {});
-          pre.segments.catch(() => {});
-        }
+        if (!pre.unchanged && st.nlink <= 1) startData(job, pre);
       }
       return pre;
     };
@@ -467,12 +489,7 @@ export async function runBackup(tree: VmTree, o: BackupOptions): Promise<BackupS
         return record({ path, type: 'file', mode: 0, uid: 0, gid: 0, size: 0, nlink: 0, mtimeNs: '0', ctimeNs: '0', atimeNs: '0', error: warn(path, got.error) });
       }
       // hard-linked files read their data here, once the first of their paths is known
-      if (got.st.type === 'file' && !got.unchanged && !got.first) {
-        got.first = got.st.size > 0 ? tree.read(job.node, 0, Math.min(PREFETCH_BYTES, got.st.size)) : Promise.resolve(Buffer.alloc(0));
-        got.segments = sparseSegments(job.volume.fs, job.node.ino, got.st.size, got.st.allocatedSize);
-        got.first.catch(() => {});
-        got.segments.catch(() => {});
-      }
+      if (got.st.type === 'file' && !got.unchanged && !got.first) startData(job, got);
       await storeEntry(job, got);
     };
     for (const v of volumes) {

@@ -280,32 +280,42 @@ export class TarWriter {
     if (records.length > 0) {
       const pax = encodePaxRecords(records);
       if (pax.length > PAX_LIMITS.maxHeaderBytes) throw writeError('E_TAR_FIELD', `extended header of ${pax.length} bytes exceeds the reader's limit of ${PAX_LIMITS.maxHeaderBytes}`);
-      const xname = placeholder(Buffer.concat([Buffer.from('./PaxHeaders/'), basename(path)]), USTAR_HEADER.name.length);
-      await this.stage(encodeHeader({ ...emptyFields(), name: xname, mode: 0o644, size: pax.length, mtime: mt.sec, typeflag: TYPEFLAG.XHDTYPE }, this.headerBlock));
-      await this.stage(pax);
-      await this.pad(pax.length);
+      const xname = placeholder(Buffer.concat([PAX_HEADERS_DIR, basename(path)]), USTAR_HEADER.name.length);
+      // a promise only when something had to be written (see stage): no await, no microtask, otherwise
+      let w = this.stage(encodeHeader({ ...emptyFields(), name: xname, mode: 0o644, size: pax.length, mtime: mt.sec, typeflag: TYPEFLAG.XHDTYPE }, this.headerBlock));
+      if (w) await w;
+      w = this.stage(pax);
+      if (w) await w;
+      w = this.pad(pax.length);
+      if (w) await w;
     }
-    await this.stage(
-      encodeHeader({
-        name: ustarName.name,
-        prefix: ustarName.prefix,
-        mode: entry.mode,
-        uid: ids.uid,
-        gid: ids.gid,
-        size: ustarSize,
-        mtime: mt.sec,
-        typeflag: segments ? TYPEFLAG.REGTYPE : typeflag,
-        linkname,
-        uname: owner.uname,
-        gname: owner.gname,
-        devmajor,
-        devminor,
-      }, this.headerBlock),
+    const header = this.stage(
+      encodeHeader(
+        {
+          name: ustarName.name,
+          prefix: ustarName.prefix,
+          mode: entry.mode,
+          uid: ids.uid,
+          gid: ids.gid,
+          size: ustarSize,
+          mtime: mt.sec,
+          typeflag: segments ? TYPEFLAG.REGTYPE : typeflag,
+          linkname,
+          uname: owner.uname,
+          gname: owner.gname,
+          devmajor,
+          devminor,
+        },
+        this.headerBlock,
+      ),
     );
+    if (header) await header;
     const dataOffset = this.offset;
-    if (map) await this.stage(map);
+    const staged = map ? this.stage(map) : undefined;
+    if (staged) await staged;
     if (entry.type === 'file') await this.copyData(data, dataBytes, path, segments);
-    if (!segments) await this.pad(storedSize);
+    const padded = segments ? undefined : this.pad(storedSize);
+    if (padded) await padded;
     return { headerOffset, dataOffset, storedSize };
   }
 
@@ -400,6 +410,8 @@ export class TarWriter {
 }
 
 const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
+const PAX_HEADERS_DIR = Buffer.from('./PaxHeaders/');
+
 
 function emptyFields(): UstarFields {
   const none = EMPTY;
