@@ -26,8 +26,10 @@ export interface ByteSource {
  * through libuv's pool measured ~40-80 µs of main-thread time, and a backup of 50,050 ext4 files
  * made 53,934 of them. Once two reads in a row move forward by less than a window, reads are served
  * from aligned windows of WINDOW bytes read whole (the kernel's own readahead state machine, in
- * miniature); reads that jump about (a mount's random 4 KiB reads) go straight to the file, so no
- * window is read for them. At most MAX_WINDOWS windows are kept (a byte budget of 4 MiB per source).
+ * miniature), and the window after the one serving is read meanwhile, so a run does not wait for
+ * each window in turn; reads that jump about (a mount's random 4 KiB reads) go straight to the
+ * file, so no window is read for them. At most MAX_WINDOWS windows are kept (a byte budget of 4 MiB
+ * per source).
  */
 export const READAHEAD = {
   /** Bytes read per window. */
@@ -78,12 +80,21 @@ class FileSource implements ByteSource {
       const step = position - this.lastEnd;
       this.forward = this.lastEnd >= 0 && step >= -READAHEAD.window && step < READAHEAD.window ? this.forward + 1 : 0;
       this.lastEnd = end;
-      let w = this.windows.find((x) => x.start <= position && end <= x.end);
+      let w = this.windows.find((x) => x.start <= position && position < x.end);
+      // a read that runs past its window's end continues in the next one, when that one is there
+      const rest = w && end > w.end ? this.windows.find((x) => x.start === w!.end && end <= x.end) : undefined;
+      if (w && end > w.end && !rest) w = undefined;
       if (!w && this.forward >= READAHEAD.sequentialAfter) w = this.readWindow(position);
+      // in a forward run, the window after the one serving is read meanwhile (double buffering)
+      const last = rest ?? w;
+      if (last && this.forward >= READAHEAD.sequentialAfter && last.end < this.size && !this.windows.some((x) => x.start === last.end)) this.readWindow(last.end);
       if (w) {
         const bytes = await w.bytes.catch(() => null);
-        if (bytes && end <= w.start + bytes.length) {
-          bytes.copy(out, outOffset, position - w.start, end - w.start);
+        const more = rest ? await rest.bytes.catch(() => null) : null;
+        const split = rest ? w.end : end;
+        if (bytes && split <= w.start + bytes.length && (!rest || (more && end <= rest.start + more.length))) {
+          bytes.copy(out, outOffset, position - w.start, split - w.start);
+          if (rest) more!.copy(out, outOffset + (split - position), 0, end - rest.start);
           this.readahead.served++;
           return;
         }

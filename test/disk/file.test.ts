@@ -41,6 +41,17 @@ t.test('a forward run of small reads is served from windows, byte-exact, up to t
   t.ok(st.windows <= Math.ceil(size / READAHEAD.window) + 2, `about one window per ${READAHEAD.window} bytes (${st.windows})`);
 });
 
+t.test('in a forward run the next window is read while one serves, and a read across the two is served from both', async (t) => {
+  const src = await openReadOnly(path);
+  t.teardown(() => src.close());
+  for (const pos of [0, 4096, 8192]) await src.read(pos, 100);
+  t.equal(statsOf(src).windows, 2, 'the window serving (from 8192, where the run was seen) and the one after it');
+  const across = 8192 + READAHEAD.window - 50; // 50 bytes from the first window, 50 from the second
+  t.ok((await src.read(across, 100)).equals(truth.subarray(across, across + 100)), 'byte-exact across the boundary');
+  t.equal(statsOf(src).served, 2, 'served from the two windows, not read again');
+  t.equal(statsOf(src).windows, 3, 'and the window after those is on its way');
+});
+
 t.test('random reads read no window and return the right bytes', async (t) => {
   // a disk-sized spread (64 MiB): two reads in a row within a window of each other are rare, as on a real disk
   const bigPath = join(dir, 'big.bin');
