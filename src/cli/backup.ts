@@ -79,8 +79,15 @@ export async function backupCommand(args: string[], o: BackupCliOptions): Promis
   if (recipients.length === 0) throw new UsageError('backup needs at least one --recipient age1... (or --recipients-file F): the appliance encrypts to public keys only');
   for (const r of recipients) parseRecipient(r);
   if (o.image) return imageBackupCommand(args, recipients, o);
-  const store = await repoOf(o, true);
-  const tree = await VmTree.open(await treeSources(args), { cacheBytes: o.cacheBytes, disk: diskOptions(o), replayJournal: o.replay });
+  // the SSH connection (on the store's thread) and the sources' opening overlap: ~0.6 s and ~0.2 s here
+  const [opened, read] = await Promise.allSettled([repoOf(o, true), treeSources(args).then((s) => VmTree.open(s, { cacheBytes: o.cacheBytes, disk: diskOptions(o), replayJournal: o.replay }))]);
+  if (opened.status === 'rejected' || read.status === 'rejected') {
+    if (opened.status === 'fulfilled') await opened.value.close();
+    if (read.status === 'fulfilled') await read.value.close();
+    throw opened.status === 'rejected' ? opened.reason : (read as PromiseRejectedResult).reason;
+  }
+  const store = opened.value;
+  const tree = read.value;
   const started = Date.now();
   try {
     const vm = o.vm ?? basename(args[0]!).replace(/\.(vmx|vmdk|raw|img)$/i, '');
