@@ -31,12 +31,15 @@ export interface DecodedHeader extends UstarFields {
 function writeOctal(block: Buffer, field: UstarField, value: number): void {
   const { offset, length } = USTAR_HEADER[field];
   if (value < 0 || !Number.isSafeInteger(value) || value >= 8 ** (length - 1)) throw new RangeError(`ustar ${field} ${value} does not fit ${length - 1} octal digits`);
-  // the digits, zero-padded, written from the right (one header per entry: no strings made)
+  // the digits written from the right, then '0's up to the field's start (no strings made: two
+  // headers per entry, seven numbers each)
   let v = value;
-  for (let i = offset + length - 2; i >= offset; i--) {
+  let i = offset + length - 2;
+  for (; i >= offset && v > 0; i--) {
     block[i] = 0x30 + (v % 8);
-    v = Math.floor(v / 8);
+    v = v < 0x80000000 ? v >>> 3 : Math.floor(v / 8);
   }
+  if (i >= offset) block.fill(0x30, offset, i + 1);
   block[offset + length - 1] = 0;
 }
 
