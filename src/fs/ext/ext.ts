@@ -433,34 +433,20 @@ export class ExtFileSystem implements FileSystem {
   private async readInode(inode: Ext4Inode, offset: number, length: number): Promise<Buffer> {
     const end = Math.min(inode.i_size, offset + length);
     if (offset >= end) return Buffer.alloc(0);
-    if (inode.i_flags & EXT4_FL.INLINE_DATA) {
-      const data = this.inlineData(inode);
-      const out = Buffer.alloc(end - offset);
-      data.copy(out, 0, offset, Math.min(end, data.length));
-      return out;
-    }
-    const bs = this.blockSize;
-    // Allocated only when the range spans more than one run: a small file is one extent, and its
-    // bytes are handed out as read (readData's buffer is fresh, never cached), without a copy.
-    let out: Buffer | undefined;
-    let pos = offset;
-    while (pos < end) {
-      const lblk = Math.floor(pos / bs);
+    if (!(inode.i_flags & EXT4_FL.INLINE_DATA)) {
+      // A range within one mapped run (a small file is one extent): its bytes as read (readData's
+      // buffer is fresh, never cached), without a copy.
+      const bs = this.blockSize;
+      const lblk = Math.floor(offset / bs);
       const run = await this.map(inode, lblk);
-      const runEnd = Math.min(end, (lblk + Math.min(run.len, Math.ceil((end - lblk * bs) / bs))) * bs);
-      if (run.pblk !== null && !run.unwritten) {
-        const nBlocks = Math.ceil(runEnd / bs) - lblk;
-        const data = await this.readData(run.pblk, nBlocks);
-        if (!out && pos === offset && runEnd === end) return data.subarray(pos - lblk * bs, runEnd - lblk * bs);
-        out ??= Buffer.allocUnsafe(end - offset);
-        data.copy(out, pos - offset, pos - lblk * bs, runEnd - lblk * bs);
-      } else {
-        out ??= Buffer.allocUnsafe(end - offset);
-        out.fill(0, pos - offset, runEnd - offset); // a hole, or an unwritten extent: zeros
+      if (run.pblk !== null && !run.unwritten && (lblk + run.len) * bs >= end) {
+        const data = await this.readData(run.pblk, Math.ceil(end / bs) - lblk);
+        return data.subarray(offset - lblk * bs, end - lblk * bs);
       }
-      pos = runEnd;
     }
-    return out!;
+    const out = Buffer.allocUnsafe(end - offset);
+    await this.readInodeInto(inode, out, offset);
+    return out;
   }
 
   /**
