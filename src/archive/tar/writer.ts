@@ -412,7 +412,6 @@ export class TarWriter {
 const ZERO_BLOCK = Buffer.alloc(BLOCK_SIZE);
 const PAX_HEADERS_DIR = Buffer.from('./PaxHeaders/');
 
-
 function emptyFields(): UstarFields {
   const none = EMPTY;
   return { name: none, mode: 0, uid: 0, gid: 0, size: 0, mtime: 0, typeflag: TYPEFLAG.REGTYPE, linkname: none, uname: none, gname: none, devmajor: 0, devminor: 0, prefix: none };
